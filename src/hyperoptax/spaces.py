@@ -1,0 +1,503 @@
+"""Search spaces.
+
+A search space is any pytree (dicts, lists, tuples, dataclasses) whose leaves
+are :class:`Space` objects. Each Space is a frozen dataclass with only static
+fields, so a space pytree can live inside jitted state at no cost.
+
+Every Space maps its values to and from the unit cube:
+
+* ``encode(value) -> (n_dims,)`` coordinates in ``[0, 1]``;
+* ``decode(u) -> value``, already transformed (integers rounded, discrete
+  values snapped).
+
+Log spaces are encoded on a log scale, integer spaces continuously over
+``[lo - 0.5, hi + 0.5]`` (so every integer owns an equal share of the cube),
+numeric discrete values by their rank, and categories (strings, booleans, any
+non-numeric value) one-hot. The GP only ever sees these coordinates. Sampling
+a space is decoding a uniform point of its cube, so random search and the GP's
+candidate sampler share one definition of "uniform".
+
+Values are *stored* as numbers: a category is stored as its index into
+``values``. :func:`decode_params` turns stored values back into the user's
+strings.
+"""
+
+from __future__ import annotations
+
+import math
+import numbers
+from abc import ABC, abstractmethod
+from dataclasses import dataclass, field
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from hyperoptax.errors import SpaceError
+
+__all__ = [
+    "Space",
+    "LinearSpace",
+    "LogSpace",
+    "QLinearSpace",
+    "QLogSpace",
+    "DiscreteSpace",
+    "log_transform",
+    "space_leaves",
+    "n_params",
+    "n_dims",
+    "encode",
+    "decode",
+    "sample_unit",
+    "flatten_params",
+    "unflatten_params",
+    "decode_params",
+    "categorical_dims",
+]
+
+_STATIC = dict(static=True)
+
+
+def log_transform(x, base):
+    """Logarithm of ``x`` in base ``base``."""
+    return jnp.log(x) / jnp.log(base)
+
+
+def _is_real_number(value) -> bool:
+    return isinstance(value, (numbers.Real, np.number)) and not isinstance(value, (bool, np.bool_))
+
+
+def _check_bound(cls_name: str, name: str, value) -> float:
+    if not _is_real_number(value) or not math.isfinite(float(value)):
+        raise SpaceError(
+            f"{cls_name}: {name} must be a finite real number, got {value!r}. "
+            f"Example: {cls_name}(0.0, 1.0)."
+        )
+    return float(value)
+
+
+@dataclass(frozen=True)
+class Space(ABC):
+    """Abstract base class for hyperparameter search spaces."""
+
+    @property
+    @abstractmethod
+    def n_dims(self) -> int:
+        """Number of unit-cube coordinates this space encodes to."""
+
+    @property
+    def dtype(self):
+        """dtype of the values this space produces (as stored)."""
+        return jnp.float32
+
+    @abstractmethod
+    def encode(self, value: jax.Array) -> jax.Array:
+        """Map a stored value (scalar) to unit-cube coordinates, shape ``(n_dims,)``."""
+
+    @abstractmethod
+    def decode(self, u: jax.Array) -> jax.Array:
+        """Map unit-cube coordinates ``(n_dims,)`` to a stored, transformed scalar value."""
+
+    def sample(self, key: jax.Array) -> jax.Array:
+        """Draw one value, uniform with respect to this space's scale."""
+        return self.decode(jax.random.uniform(key, (self.n_dims,)))
+
+    def transform(self, value):
+        """Snap ``value`` onto the space (rounding, nearest discrete value)."""
+        return value
+
+    def to_python(self, value) -> Any:
+        """A stored value as the plain Python value a user passes to their code."""
+        return float(value)
+
+
+@jax.tree_util.register_dataclass
+@dataclass(frozen=True)
+class LinearSpace(Space):
+    """Uniform continuous space over ``[lower_bound, upper_bound]``.
+
+    Attributes:
+        lower_bound: Inclusive lower bound of the interval.
+        upper_bound: Exclusive upper bound of the interval.
+    """
+
+    lower_bound: float = field(metadata=_STATIC)
+    upper_bound: float = field(metadata=_STATIC)
+
+    def __post_init__(self):
+        name = type(self).__name__
+        lo = _check_bound(name, "lower_bound", self.lower_bound)
+        hi = _check_bound(name, "upper_bound", self.upper_bound)
+        if not lo < hi:
+            raise SpaceError(
+                f"{name}: lower_bound must be smaller than upper_bound, got "
+                f"lower_bound={self.lower_bound!r}, upper_bound={self.upper_bound!r}. "
+                f"Swap them or widen the interval; for a fixed value use DiscreteSpace([value])."
+            )
+
+    @property
+    def n_dims(self) -> int:
+        return 1
+
+    def _edges(self) -> tuple[float, float]:
+        """The interval, on the encoding scale, that the unit cube stretches over."""
+        return float(self.lower_bound), float(self.upper_bound)
+
+    def _to_scale(self, value):
+        return value
+
+    def _from_scale(self, s):
+        return s
+
+    def encode(self, value):
+        lo, hi = self._edges()
+        s = self._to_scale(jnp.asarray(value, jnp.float32))
+        return jnp.reshape((s - lo) / (hi - lo), (1,))
+
+    def decode(self, u):
+        lo, hi = self._edges()
+        s = lo + jnp.clip(jnp.reshape(u, ()), 0.0, 1.0) * (hi - lo)
+        return self.transform(self._clip(self._from_scale(s)))
+
+    def _clip(self, value):
+        # exp(log(x)) can land a hair outside the bounds in float32.
+        return jnp.clip(value, self.lower_bound, self.upper_bound)
+
+
+@jax.tree_util.register_dataclass
+@dataclass(frozen=True)
+class LogSpace(LinearSpace):
+    """Log-uniform continuous space over ``[lower_bound, upper_bound]``.
+
+    Attributes:
+        lower_bound: Inclusive lower bound (in original scale, e.g. ``1e-5``).
+        upper_bound: Exclusive upper bound (in original scale, e.g. ``1e-1``).
+        base: Logarithm base (default ``10``). Must be greater than 1.
+    """
+
+    base: float = field(default=10, metadata=_STATIC)
+
+    def __post_init__(self):
+        super().__post_init__()
+        name = type(self).__name__
+        if self.lower_bound <= 0:
+            raise SpaceError(
+                f"{name}: bounds must be positive on a log scale, got "
+                f"lower_bound={self.lower_bound!r}. Use a positive lower bound such as 1e-6, "
+                f"or LinearSpace for ranges that include zero."
+            )
+        base = _check_bound(name, "base", self.base)
+        if base <= 1:
+            raise SpaceError(f"{name}: base must be greater than 1, got base={self.base!r}. Use base=10 or base=2.")
+
+    def _edges(self):
+        return math.log(self.lower_bound), math.log(self.upper_bound)
+
+    def _to_scale(self, value):
+        return jnp.log(value)
+
+    def _from_scale(self, s):
+        return jnp.exp(s)
+
+
+class _Quantized:
+    """Mixin: integer values, each owning an equal share ``[k - 0.5, k + 0.5]`` of the cube."""
+
+    @property
+    def dtype(self):
+        return self.datatype
+
+    def _int_bounds(self) -> tuple[int, int]:
+        return math.ceil(self.lower_bound), math.floor(self.upper_bound)
+
+    def _check_integers(self):
+        lo, hi = self._int_bounds()
+        if lo > hi:
+            raise SpaceError(
+                f"{type(self).__name__}({self.lower_bound!r}, {self.upper_bound!r}) contains no integer. "
+                f"Widen the interval so it includes at least one integer."
+            )
+
+    def _clip(self, value):
+        lo, hi = self._int_bounds()
+        return jnp.clip(value, lo, hi)
+
+    def transform(self, value):
+        lo, hi = self._int_bounds()
+        return jnp.clip(jnp.round(value), lo, hi).astype(self.datatype)
+
+    def to_python(self, value):
+        return int(value)
+
+
+@jax.tree_util.register_dataclass
+@dataclass(frozen=True)
+class QLinearSpace(_Quantized, LinearSpace):
+    """Quantized (integer) variant of :class:`LinearSpace`: integers in ``[lower_bound, upper_bound]``.
+
+    Attributes:
+        datatype: Integer dtype used after rounding (default ``jnp.int32``).
+    """
+
+    datatype: type = field(default=jnp.int32, metadata=_STATIC)
+
+    def __post_init__(self):
+        LinearSpace.__post_init__(self)
+        self._check_integers()
+
+    def _edges(self):
+        lo, hi = self._int_bounds()
+        return lo - 0.5, hi + 0.5
+
+
+@jax.tree_util.register_dataclass
+@dataclass(frozen=True)
+class QLogSpace(_Quantized, LogSpace):
+    """Quantized (integer) variant of :class:`LogSpace`: integers on a log scale.
+
+    Attributes:
+        datatype: Integer dtype used after rounding (default ``jnp.int32``).
+    """
+
+    datatype: type = field(default=jnp.int32, metadata=_STATIC)
+
+    def __post_init__(self):
+        LogSpace.__post_init__(self)
+        self._check_integers()
+        if self._int_bounds()[0] < 1:
+            raise SpaceError(
+                f"QLogSpace: the smallest integer must be >= 1 on a log scale, got "
+                f"lower_bound={self.lower_bound!r}. Use QLinearSpace to include 0."
+            )
+
+    def _edges(self):
+        lo, hi = self._int_bounds()
+        return math.log(lo - 0.5), math.log(hi + 0.5)
+
+
+@jax.tree_util.register_dataclass
+@dataclass(frozen=True)
+class DiscreteSpace(Space):
+    """Discrete space over a fixed set of values.
+
+    Numbers are searched by rank (an ordinal coordinate); any other values
+    (strings, booleans, ...) are categories, searched one-hot and stored as
+    their index into ``values``. ``transform`` snaps any number to the nearest
+    element.
+
+    Attributes:
+        values: Tuple of candidate values to sample from.
+    """
+
+    values: tuple = field(metadata=_STATIC)
+
+    def __post_init__(self):
+        values = self.values
+        if isinstance(values, (str, bytes)) or not hasattr(values, "__iter__"):
+            raise SpaceError(
+                f"DiscreteSpace: values must be a list or tuple, got {values!r}. "
+                f"Example: DiscreteSpace(['adam', 'sgd']) or DiscreteSpace([16, 32, 64])."
+            )
+        values = tuple(v.item() if isinstance(v, np.generic) else v for v in values)
+        if not values:
+            raise SpaceError("DiscreteSpace: values is empty. Pass at least one value, e.g. DiscreteSpace([0.1]).")
+        numeric = [_is_real_number(v) for v in values]
+        if any(numeric) and not all(numeric):
+            raise SpaceError(
+                f"DiscreteSpace: values mix numbers and non-numbers: {values!r}. "
+                f"Use only numbers (searched by rank) or only categories such as strings."
+            )
+        if all(numeric) and not all(math.isfinite(v) for v in values):
+            raise SpaceError(f"DiscreteSpace: values must be finite, got {values!r}.")
+        try:
+            duplicates = len(set(values)) != len(values)
+        except TypeError:
+            raise SpaceError(f"DiscreteSpace: values must be hashable, got {values!r}.") from None
+        if duplicates:
+            raise SpaceError(f"DiscreteSpace: values contain duplicates: {values!r}. List each value once.")
+        object.__setattr__(self, "values", values)
+
+    @property
+    def is_categorical(self) -> bool:
+        return not _is_real_number(self.values[0])
+
+    @property
+    def n_dims(self) -> int:
+        return len(self.values) if self.is_categorical else 1
+
+    @property
+    def dtype(self):
+        if self.is_categorical:
+            return jnp.int32
+        return jnp.int32 if all(isinstance(v, numbers.Integral) for v in self.values) else jnp.float32
+
+    @property
+    def lower_bound(self) -> float:
+        return 0.0 if self.is_categorical else float(min(self.values))
+
+    @property
+    def upper_bound(self) -> float:
+        return float(len(self.values) - 1) if self.is_categorical else float(max(self.values))
+
+    def _sorted(self):
+        return jnp.asarray(sorted(self.values), self.dtype)
+
+    def encode(self, value):
+        k = len(self.values)
+        value = jnp.asarray(value)
+        if self.is_categorical:
+            return jax.nn.one_hot(jnp.round(value).astype(jnp.int32), k, dtype=jnp.float32)
+        rank = jnp.argmin(jnp.abs(self._sorted().astype(jnp.float32) - value.astype(jnp.float32)))
+        return jnp.reshape((rank + 0.5) / k, (1,)).astype(jnp.float32)
+
+    def decode(self, u):
+        k = len(self.values)
+        if self.is_categorical:
+            return jnp.argmax(u).astype(jnp.int32)
+        rank = jnp.clip(jnp.floor(jnp.reshape(u, ()) * k), 0, k - 1).astype(jnp.int32)
+        return self._sorted()[rank]
+
+    def transform(self, value):
+        value = jnp.asarray(value)
+        if self.is_categorical:
+            return jnp.clip(jnp.round(value), 0, len(self.values) - 1).astype(jnp.int32)
+        vals = self._sorted()
+        flat = jnp.ravel(value).astype(jnp.float32)
+        snapped = vals[jnp.argmin(jnp.abs(vals[:, None].astype(jnp.float32) - flat[None, :]), axis=0)]
+        return snapped.reshape(value.shape)
+
+    def to_python(self, value):
+        if self.is_categorical:
+            return self.values[int(value)]
+        # The user's own value, not its float32 image (0.1, not 0.10000000149).
+        return min(self.values, key=lambda v: abs(v - float(value)))
+
+
+# --------------------------------------------------------------------------
+# Whole space pytrees
+# --------------------------------------------------------------------------
+
+
+def _is_space(x) -> bool:
+    return isinstance(x, Space)
+
+
+def space_leaves(space) -> tuple[list[Space], Any]:
+    """The Space leaves of a space pytree and its treedef; a clear error for anything else."""
+    leaves_with_path, treedef = jax.tree_util.tree_flatten_with_path(space, is_leaf=_is_space)
+    leaves = []
+    for path, leaf in leaves_with_path:
+        if not _is_space(leaf):
+            where = jax.tree_util.keystr(path) or "the root"
+            raise SpaceError(
+                f"The search space has a non-Space leaf at {where}: {leaf!r}. Every leaf must be a "
+                f"hyperoptax Space; wrap a fixed value as DiscreteSpace([{leaf!r}]) or pass it to your "
+                f"objective directly."
+            )
+        leaves.append(leaf)
+    if not leaves:
+        raise SpaceError(
+            f"The search space {space!r} contains no Space. Pass a pytree of spaces, e.g. "
+            f"{{'learning_rate': LogSpace(1e-5, 1e-1), 'dropout': LinearSpace(0.0, 0.5)}}."
+        )
+    return leaves, treedef
+
+
+def n_params(space) -> int:
+    """Number of hyperparameters (Space leaves)."""
+    return len(space_leaves(space)[0])
+
+
+def n_dims(space) -> int:
+    """Dimension of the unit cube the space encodes to."""
+    return sum(leaf.n_dims for leaf in space_leaves(space)[0])
+
+
+def categorical_dims(space) -> np.ndarray:
+    """Boolean mask over unit-cube dims: True for one-hot category coordinates."""
+    flags = []
+    for leaf in space_leaves(space)[0]:
+        flags += [isinstance(leaf, DiscreteSpace) and leaf.is_categorical] * leaf.n_dims
+    return np.asarray(flags, bool)
+
+
+def encode(space, X: jax.Array) -> jax.Array:
+    """Stored values ``(..., n_params)`` -> unit-cube coordinates ``(..., n_dims)``."""
+    leaves, _ = space_leaves(space)
+    X = jnp.asarray(X, jnp.float32)
+    flat = X.reshape(-1, X.shape[-1])
+    cols = [jax.vmap(leaf.encode)(flat[:, i]) for i, leaf in enumerate(leaves)]
+    U = jnp.concatenate(cols, axis=-1)
+    return U.reshape(*X.shape[:-1], U.shape[-1])
+
+
+def decode(space, U: jax.Array) -> jax.Array:
+    """Unit-cube coordinates ``(..., n_dims)`` -> stored, transformed values ``(..., n_params)``."""
+    leaves, _ = space_leaves(space)
+    flat = U.reshape(-1, U.shape[-1])
+    cols, start = [], 0
+    for leaf in leaves:
+        cols.append(jax.vmap(leaf.decode)(flat[:, start : start + leaf.n_dims]).astype(jnp.float32))
+        start += leaf.n_dims
+    X = jnp.stack(cols, axis=-1)
+    return X.reshape(*U.shape[:-1], len(leaves))
+
+
+def sample_unit(space, key: jax.Array, n: int) -> jax.Array:
+    """``n`` uniform unit-cube points, snapped so they decode and re-encode exactly."""
+    U = jax.random.uniform(key, (n, n_dims(space)))
+    return encode(space, decode(space, U))
+
+
+def flatten_params(space, params) -> jax.Array:
+    """A params pytree (leaves ``(n,)``) or an ``(n, n_params)`` array -> ``(n, n_params)`` float32."""
+    leaves, treedef = space_leaves(space)
+    if isinstance(params, (jax.Array, np.ndarray)):
+        X = jnp.atleast_2d(jnp.asarray(params, jnp.float32))
+        if X.shape[-1] != len(leaves):
+            raise SpaceError(
+                f"params array has shape {X.shape}, expected (n_parallel, {len(leaves)}) for a space "
+                f"with {len(leaves)} parameters. Pass the params pytree returned by get_next_params instead."
+            )
+        return X
+    try:
+        param_leaves = treedef.flatten_up_to(params)
+    except (ValueError, TypeError) as err:
+        raise SpaceError(
+            f"params do not match the search space structure {treedef}: {err}. Pass the pytree "
+            f"returned by get_next_params."
+        ) from None
+    return jnp.stack([jnp.atleast_1d(jnp.asarray(p, jnp.float32)) for p in param_leaves], axis=-1)
+
+
+def unflatten_params(space, X: jax.Array):
+    """``(..., n_params)`` stored values -> params pytree with each leaf in its space's dtype."""
+    leaves, treedef = space_leaves(space)
+    return treedef.unflatten([X[..., i].astype(leaf.dtype) for i, leaf in enumerate(leaves)])
+
+
+def decode_params(space, params):
+    """Turn search-side params into the plain values a user reads.
+
+    Categories come back as their original values (strings), integers as ``int``
+    and floats as ``float``. Works on one configuration (scalar leaves) and on a
+    batch (leaves of shape ``(n,)`` become lists).
+
+    Example::
+
+        space = {"opt": DiscreteSpace(["adam", "sgd"]), "lr": LogSpace(1e-4, 1e-1)}
+        params = optimizer.get_next_params(state, key)
+        hyperoptax.decode_params(space, params)
+        # {'opt': ['sgd', 'adam', ...], 'lr': [0.0031, ...]}
+    """
+    leaves, treedef = space_leaves(space)
+    values = treedef.flatten_up_to(params)
+    out = []
+    for leaf, value in zip(leaves, values):
+        arr = np.asarray(value)
+        if arr.ndim == 0:
+            out.append(leaf.to_python(arr))
+        else:
+            out.append([leaf.to_python(v) for v in arr.reshape(-1)])
+    return treedef.unflatten(out)
