@@ -1,0 +1,1 @@
+"""Optional integrations: Flax/Optax population training, Orbax, TFDS, Ray."""
