@@ -1,6 +1,25 @@
 """hyperoptax: parallel Bayesian hyperparameter optimization for JAX."""
 
 from hyperoptax import errors
+from hyperoptax.acquisition import (
+    EI,
+    PI,
+    UCB,
+    BaseAcquisition,
+    BaseHallucination,
+    ConstantHallucination,
+    LogEI,
+    LogPI,
+    MeanHallucination,
+    SampleHallucination,
+    ThompsonSampling,
+    UCBHallucination,
+)
+from hyperoptax.base import Optimizer, OptimizerState
+from hyperoptax.bayesian import RECOMMENDED, BayesianSearch, BayesianSearchState
+from hyperoptax.grid import GridSearch, GridSearchState
+from hyperoptax.kernels import RBF, BaseKernel, Matern
+from hyperoptax.random import RandomSearch
 from hyperoptax.spaces import (
     DiscreteSpace,
     LinearSpace,
@@ -13,3 +32,14 @@ from hyperoptax.spaces import (
 )
 
 __version__ = "0.3.0"
+
+__all__ = [
+    "BayesianSearch", "BayesianSearchState", "RECOMMENDED", "RandomSearch", "GridSearch", "GridSearchState",
+    "Optimizer", "OptimizerState",
+    "Space", "LinearSpace", "LogSpace", "QLinearSpace", "QLogSpace", "DiscreteSpace", "log_transform",
+    "decode_params",
+    "BaseKernel", "Matern", "RBF",
+    "BaseAcquisition", "PI", "EI", "LogEI", "LogPI", "UCB", "ThompsonSampling",
+    "BaseHallucination", "MeanHallucination", "SampleHallucination", "UCBHallucination", "ConstantHallucination",
+    "errors",
+]

@@ -89,7 +89,7 @@ class Space(ABC):
     @property
     def dtype(self):
         """dtype of the values this space produces (as stored)."""
-        return jnp.float32
+        return float
 
     @abstractmethod
     def encode(self, value: jax.Array) -> jax.Array:
@@ -152,7 +152,7 @@ class LinearSpace(Space):
 
     def encode(self, value):
         lo, hi = self._edges()
-        s = self._to_scale(jnp.asarray(value, jnp.float32))
+        s = self._to_scale(jnp.asarray(value, float))
         return jnp.reshape((s - lo) / (hi - lo), (1,))
 
     def decode(self, u):
@@ -330,7 +330,7 @@ class DiscreteSpace(Space):
     def dtype(self):
         if self.is_categorical:
             return jnp.int32
-        return jnp.int32 if all(isinstance(v, numbers.Integral) for v in self.values) else jnp.float32
+        return jnp.int32 if all(isinstance(v, numbers.Integral) for v in self.values) else float
 
     @property
     def lower_bound(self) -> float:
@@ -347,9 +347,9 @@ class DiscreteSpace(Space):
         k = len(self.values)
         value = jnp.asarray(value)
         if self.is_categorical:
-            return jax.nn.one_hot(jnp.round(value).astype(jnp.int32), k, dtype=jnp.float32)
-        rank = jnp.argmin(jnp.abs(self._sorted().astype(jnp.float32) - value.astype(jnp.float32)))
-        return jnp.reshape((rank + 0.5) / k, (1,)).astype(jnp.float32)
+            return jax.nn.one_hot(jnp.round(value).astype(jnp.int32), k, dtype=float)
+        rank = jnp.argmin(jnp.abs(self._sorted().astype(float) - value.astype(float)))
+        return jnp.reshape((rank + 0.5) / k, (1,)).astype(float)
 
     def decode(self, u):
         k = len(self.values)
@@ -363,8 +363,8 @@ class DiscreteSpace(Space):
         if self.is_categorical:
             return jnp.clip(jnp.round(value), 0, len(self.values) - 1).astype(jnp.int32)
         vals = self._sorted()
-        flat = jnp.ravel(value).astype(jnp.float32)
-        snapped = vals[jnp.argmin(jnp.abs(vals[:, None].astype(jnp.float32) - flat[None, :]), axis=0)]
+        flat = jnp.ravel(value).astype(float)
+        snapped = vals[jnp.argmin(jnp.abs(vals[:, None].astype(float) - flat[None, :]), axis=0)]
         return snapped.reshape(value.shape)
 
     def to_python(self, value):
@@ -425,7 +425,7 @@ def categorical_dims(space) -> np.ndarray:
 def encode(space, X: jax.Array) -> jax.Array:
     """Stored values ``(..., n_params)`` -> unit-cube coordinates ``(..., n_dims)``."""
     leaves, _ = space_leaves(space)
-    X = jnp.asarray(X, jnp.float32)
+    X = jnp.asarray(X, float)
     flat = X.reshape(-1, X.shape[-1])
     cols = [jax.vmap(leaf.encode)(flat[:, i]) for i, leaf in enumerate(leaves)]
     U = jnp.concatenate(cols, axis=-1)
@@ -438,7 +438,7 @@ def decode(space, U: jax.Array) -> jax.Array:
     flat = U.reshape(-1, U.shape[-1])
     cols, start = [], 0
     for leaf in leaves:
-        cols.append(jax.vmap(leaf.decode)(flat[:, start : start + leaf.n_dims]).astype(jnp.float32))
+        cols.append(jax.vmap(leaf.decode)(flat[:, start : start + leaf.n_dims]).astype(float))
         start += leaf.n_dims
     X = jnp.stack(cols, axis=-1)
     return X.reshape(*U.shape[:-1], len(leaves))
@@ -454,7 +454,7 @@ def flatten_params(space, params) -> jax.Array:
     """A params pytree (leaves ``(n,)``) or an ``(n, n_params)`` array -> ``(n, n_params)`` float32."""
     leaves, treedef = space_leaves(space)
     if isinstance(params, (jax.Array, np.ndarray)):
-        X = jnp.atleast_2d(jnp.asarray(params, jnp.float32))
+        X = jnp.atleast_2d(jnp.asarray(params, float))
         if X.shape[-1] != len(leaves):
             raise SpaceError(
                 f"params array has shape {X.shape}, expected (n_parallel, {len(leaves)}) for a space "
@@ -468,7 +468,7 @@ def flatten_params(space, params) -> jax.Array:
             f"params do not match the search space structure {treedef}: {err}. Pass the pytree "
             f"returned by get_next_params."
         ) from None
-    return jnp.stack([jnp.atleast_1d(jnp.asarray(p, jnp.float32)) for p in param_leaves], axis=-1)
+    return jnp.stack([jnp.atleast_1d(jnp.asarray(p, float)) for p in param_leaves], axis=-1)
 
 
 def unflatten_params(space, X: jax.Array):

@@ -1,0 +1,206 @@
+"""Acquisition functions and Kriging-Believer hallucination strategies.
+
+An acquisition scores a point from the GP posterior ``mean`` and ``std`` at it;
+higher is better (the GP always works with a *maximized*, standardized target).
+``y_max`` is the incumbent: the best value observed so far, in the same units
+as ``mean``. When it is omitted, ``max(mean)`` is used, which only makes sense
+for exploratory use on a batch of points.
+
+A hallucination strategy picks the fake observation ``(mean, std, key, y_max) ->
+scalar`` that the Kriging Believer writes at a point already chosen for the
+current batch, so the next slot of the batch looks elsewhere.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import jax
+import jax.numpy as jnp
+from jax.scipy.special import erfcx, log_ndtr, ndtr
+from jax.scipy.stats import norm
+
+__all__ = [
+    "BaseAcquisition",
+    "PI",
+    "EI",
+    "LogEI",
+    "UCB",
+    "ThompsonSampling",
+    "BaseHallucination",
+    "MeanHallucination",
+    "SampleHallucination",
+    "UCBHallucination",
+    "ConstantHallucination",
+    "log_h",
+]
+
+
+@dataclass(frozen=True)
+class BaseAcquisition:
+    """Base class for acquisition functions: ``(mean, std, y_max, key) -> score``."""
+
+    def __call__(self, mean: jax.Array, std: jax.Array, y_max=None, key=None) -> jax.Array:
+        raise NotImplementedError
+
+    @staticmethod
+    def _resolve_y_max(mean, y_max):
+        return jnp.max(mean) if y_max is None else y_max
+
+
+@dataclass(frozen=True)
+class UCB(BaseAcquisition):
+    """Upper confidence bound ``mean + kappa * std``."""
+
+    kappa: float = 2.0
+
+    def __call__(self, mean, std, y_max=None, key=None):
+        return mean + self.kappa * std
+
+
+@dataclass(frozen=True)
+class PI(BaseAcquisition):
+    """Probability of improving on ``y_max`` by at least ``xi``."""
+
+    xi: float = 0.01
+
+    def __call__(self, mean, std, y_max=None, key=None):
+        z = (mean - self.xi - self._resolve_y_max(mean, y_max)) / std
+        return ndtr(z)
+
+
+@dataclass(frozen=True)
+class EI(BaseAcquisition):
+    """Expected improvement over ``y_max + xi``: ``a Φ(a/σ) + σ φ(a/σ)``."""
+
+    xi: float = 0.01
+
+    def __call__(self, mean, std, y_max=None, key=None):
+        a = mean - self.xi - self._resolve_y_max(mean, y_max)
+        z = a / std
+        return a * ndtr(z) + std * norm.pdf(z)
+
+
+_C1 = 0.5 * math.log(2.0 * math.pi)
+_C2 = 0.5 * math.log(math.pi / 2.0)
+
+
+def _log1mexp(x):
+    """log(1 - exp(x)) for x < 0, accurate on both sides of -log 2."""
+    return jnp.where(x > -math.log(2.0), jnp.log(-jnp.expm1(x)), jnp.log1p(-jnp.exp(x)))
+
+
+def log_h(z: jax.Array) -> jax.Array:
+    """``log(φ(z) + z Φ(z))``, finite with useful gradients far into the left tail.
+
+    Ament et al. (2023), "Unexpected improvements to expected improvement":
+    direct formula for z > -1; above ``-1/sqrt(eps)`` the scaled complementary
+    error function avoids cancellation; below it the asymptote ``-z²/2 - 2 log|z|``.
+    """
+    z = jnp.asarray(z)
+    eps = jnp.finfo(z.dtype if jnp.issubdtype(z.dtype, jnp.floating) else float).eps
+    z_far = -1.0 / math.sqrt(eps)
+    upper = z > -1.0
+    middle = (z <= -1.0) & (z > z_far)
+    # Each branch sees only inputs it is valid for, so no NaN reaches a gradient.
+    z_up = jnp.where(upper, z, 0.0)
+    direct = jnp.log(norm.pdf(z_up) + z_up * ndtr(z_up))
+    z_mid = jnp.where(middle, z, -2.0)
+    tail = -0.5 * z_mid**2 - _C1 + _log1mexp(jnp.log(erfcx(-z_mid / math.sqrt(2.0)) * jnp.abs(z_mid)) + _C2)
+    z_far_ = jnp.where(upper | middle, z_far, z)
+    asymptote = -0.5 * z_far_**2 - _C1 - 2.0 * jnp.log(jnp.abs(z_far_))
+    return jnp.where(upper, direct, jnp.where(middle, tail, asymptote))
+
+
+@dataclass(frozen=True)
+class LogEI(BaseAcquisition):
+    """Logarithm of expected improvement, computed stably (Ament et al. 2023).
+
+    Same maximizer as :class:`EI`, but finite with a non-zero gradient even where
+    EI underflows to 0, which is most of the space late in a search. Use it with
+    gradient-based acquisition optimization.
+    """
+
+    xi: float = 0.0
+
+    def __call__(self, mean, std, y_max=None, key=None):
+        z = (mean - self.xi - self._resolve_y_max(mean, y_max)) / std
+        return log_h(z) + jnp.log(std)
+
+
+@dataclass(frozen=True)
+class LogPI(BaseAcquisition):
+    """Logarithm of the probability of improvement (stable ``log Φ``)."""
+
+    xi: float = 0.01
+
+    def __call__(self, mean, std, y_max=None, key=None):
+        return log_ndtr((mean - self.xi - self._resolve_y_max(mean, y_max)) / std)
+
+
+@dataclass(frozen=True)
+class ThompsonSampling(BaseAcquisition):
+    """Independent Thompson sampling: one posterior draw per point (needs ``key``).
+
+    The draw is ``mean + std * eps`` with ``eps`` fixed by ``key`` and the shape of
+    ``mean``, so it stays differentiable in the point for local refinement.
+    """
+
+    def __call__(self, mean, std, y_max=None, key=None):
+        if key is None:
+            raise ValueError("ThompsonSampling needs a PRNG key: call it as acq(mean, std, y_max, key=key).")
+        return mean + std * jax.random.normal(key, jnp.shape(mean), jnp.result_type(mean))
+
+
+@dataclass(frozen=True)
+class BaseHallucination:
+    """Kriging Believer strategy: ``(mean, std, key, y_max) -> fake observation``.
+
+    Any callable with that signature works; subclassing is optional. ``mean``
+    and ``std`` have shape ``(1,)`` (the posterior at the chosen point).
+    """
+
+    def __call__(self, mean, std, key, y_max):
+        raise NotImplementedError
+
+
+@dataclass(frozen=True)
+class MeanHallucination(BaseHallucination):
+    """Classical Kriging Believer: believe the posterior mean."""
+
+    def __call__(self, mean, std, key, y_max):
+        return mean[0]
+
+
+@dataclass(frozen=True)
+class SampleHallucination(BaseHallucination):
+    """Randomized Kriging Believer: believe a posterior sample."""
+
+    def __call__(self, mean, std, key, y_max):
+        return mean[0] + std[0] * jax.random.normal(key, (), jnp.result_type(mean))
+
+
+@dataclass(frozen=True)
+class UCBHallucination(BaseHallucination):
+    """Optimistic believer: ``mean + kappa * std``."""
+
+    kappa: float = 2.0
+
+    def __call__(self, mean, std, key, y_max):
+        return mean[0] + self.kappa * std[0]
+
+
+@dataclass(frozen=True)
+class ConstantHallucination(BaseHallucination):
+    """Constant liar (Ginsbourger et al. 2010): believe ``y_max``, or a fixed ``value``.
+
+    ``value`` is in the GP's internal units (standardized, maximized).
+    """
+
+    value: float | None = None
+
+    def __call__(self, mean, std, key, y_max):
+        if self.value is None:
+            return jnp.asarray(y_max, jnp.result_type(mean))
+        return jnp.asarray(self.value, jnp.result_type(mean))

@@ -1,0 +1,322 @@
+"""What every optimizer shares: the observation buffers, the step API and the loops.
+
+An optimizer is frozen configuration; its state is an explicit pytree. The state
+holds fixed-size buffers ``X (n_max, n_params)``, ``y (n_max,)`` and
+``mask (n_max,)``, so every step function is jitted once and never recompiles as
+observations accumulate. A NaN/inf result is a *failed* trial: it is written
+(``mask`` True) but never counts as a success.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import inspect
+import logging
+import math
+from typing import Any, Callable
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from hyperoptax import spaces as sp
+from hyperoptax.errors import ConfigurationError, ObjectiveError, check_positive_int
+
+logger = logging.getLogger("hyperoptax")
+
+
+@jax.tree_util.register_dataclass
+@dataclasses.dataclass(frozen=True)
+class OptimizerState:
+    """Observation buffers shared by all optimizers.
+
+    Attributes:
+        space: the search space pytree (static: it has no array leaves).
+        X: observed parameter values, ``(n_max, n_params)``, zero-padded; a
+            category is stored as its index.
+        y: observed results, ``(n_max,)``, raw (un-negated); NaN/inf for failed trials.
+        mask: ``(n_max,)`` bool, True for slots that have been written.
+    """
+
+    space: Any
+    X: jax.Array
+    y: jax.Array
+    mask: jax.Array
+
+    def replace(self, **kwargs):
+        return dataclasses.replace(self, **kwargs)
+
+    @property
+    def succeeded(self) -> jax.Array:
+        """``(n_max,)`` bool: written slots with a finite result."""
+        return self.mask & jnp.isfinite(self.y)
+
+    @property
+    def n_observed(self) -> jax.Array:
+        """Number of trials written (succeeded or failed)."""
+        return self.mask.sum()
+
+    @property
+    def n_failed(self) -> jax.Array:
+        """Number of trials whose result was NaN or inf."""
+        return (self.mask & ~jnp.isfinite(self.y)).sum()
+
+
+def empty_buffers(space, n_max: int) -> dict:
+    """Zeroed ``X``, ``y``, ``mask`` buffers for ``n_max`` observations."""
+    check_positive_int("n_max", n_max)
+    n_params = sp.n_params(space)
+    dtype = jnp.zeros(()).dtype  # float64 when jax_enable_x64 is on
+    return dict(
+        X=jnp.zeros((n_max, n_params), dtype),
+        y=jnp.zeros((n_max,), dtype),
+        mask=jnp.zeros((n_max,), bool),
+    )
+
+
+def _check_objective(func: Callable) -> None:
+    if not callable(func):
+        raise ObjectiveError(f"The objective must be callable as func(key, params), got {func!r}.")
+    try:
+        sig = inspect.signature(func)
+    except (TypeError, ValueError):
+        return  # builtins and some C functions cannot be inspected
+    positional = [
+        p for p in sig.parameters.values()
+        if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD) and p.default is p.empty
+    ]
+    varargs = any(p.kind == p.VAR_POSITIONAL for p in sig.parameters.values())
+    if len(positional) > 2 or (len(positional) < 2 and not varargs):
+        raise ObjectiveError(
+            f"The objective must have the signature func(key, params) -> scalar; "
+            f"{getattr(func, '__name__', func)!r} takes {len(positional)} required positional argument(s). "
+            f"Wrap it, e.g. lambda key, params: my_fn(params)."
+        )
+
+
+class Optimizer:
+    """Base class: ``init`` / ``get_next_params`` / ``update_state`` and the loops.
+
+    Subclasses are frozen dataclasses with ``n_parallel`` and ``maximize`` fields
+    and implement ``_next(state, key) -> X (n_parallel, n_params)`` and, if they
+    learn from data, ``_learn(state, key) -> state``.
+    """
+
+    n_parallel: int = 1
+    maximize: bool = True
+
+    def _validate(self):
+        check_positive_int("n_parallel", self.n_parallel)
+        if not isinstance(self.maximize, (bool, np.bool_)):
+            raise ConfigurationError(f"maximize must be True or False, got {self.maximize!r}.")
+
+    # --- the step API -------------------------------------------------------
+
+    @functools.cached_property
+    def _jit_next(self):
+        return jax.jit(self._next)
+
+    @functools.cached_property
+    def _jit_update(self):
+        return jax.jit(self._update)
+
+    def get_next_params(self, state, key, params=None, results=None):
+        """The next batch: a params pytree with leaves of shape ``(n_parallel,)``.
+
+        ``params`` and ``results`` (the previous batch) are accepted for API
+        compatibility; the state already holds everything observed.
+        """
+        X = self._jit_next(state, key)
+        return sp.unflatten_params(state.space, X)
+
+    def update_state(self, state, key, results, params):
+        """Record a batch of results.
+
+        Args:
+            state: the current state.
+            key: PRNG key (used by optimizers that refit a model).
+            results: ``(n_parallel,)`` objective values; NaN/inf mark failed trials.
+            params: the params pytree from :meth:`get_next_params` (leaves
+                ``(n_parallel,)``) or an ``(n_parallel, n_params)`` array.
+        """
+        results = self._check_results(results)
+        X = sp.flatten_params(state.space, params)
+        if X.shape[0] != self.n_parallel:
+            raise ConfigurationError(
+                f"update_state got params for {X.shape[0]} configurations but n_parallel={self.n_parallel}. "
+                f"Pass the batch returned by get_next_params."
+            )
+        return self._jit_update(state, key, results, X.astype(state.X.dtype))
+
+    def _check_results(self, results):
+        results = jnp.asarray(results)
+        if results.size != self.n_parallel or results.ndim > 2:
+            raise ObjectiveError(
+                f"Expected {self.n_parallel} results (one per configuration, shape ({self.n_parallel},)), got "
+                f"shape {results.shape}. The objective must return one scalar per configuration."
+            )
+        if not (jnp.issubdtype(results.dtype, jnp.floating) or jnp.issubdtype(results.dtype, jnp.integer)):
+            raise ObjectiveError(f"Results must be real numbers, got dtype {results.dtype}.")
+        return results.reshape(self.n_parallel).astype(jnp.zeros(()).dtype)
+
+    def _update(self, state, key, results, X):
+        state = record(state, results, X)
+        return self._learn(state, key)
+
+    def _learn(self, state, key):
+        return state
+
+    def _next(self, state, key):
+        raise NotImplementedError
+
+    # --- results ------------------------------------------------------------
+
+    def _best_index(self, state) -> jax.Array:
+        ok = state.succeeded
+        y = jnp.where(ok, state.y if self.maximize else -state.y, -jnp.inf)
+        return jnp.argmax(y)
+
+    def best_result(self, state) -> jax.Array:
+        """The best observed raw result (max if maximize, min if minimize); failed trials never count.
+
+        ``-inf`` (``inf`` when minimizing) until a trial has succeeded.
+        """
+        if self.maximize:
+            return jnp.max(state.y, where=state.succeeded, initial=-jnp.inf)
+        return jnp.min(state.y, where=state.succeeded, initial=jnp.inf)
+
+    def best_params(self, state):
+        """The configuration that achieved :meth:`best_result`, as plain Python values.
+
+        Categories come back as their original values (e.g. strings).
+        """
+        if not bool(state.succeeded.any()):
+            raise ConfigurationError(
+                f"No successful trial yet ({int(state.n_observed)} written, {int(state.n_failed)} failed): "
+                f"there is no best configuration. Run more iterations or check why the objective returns NaN/inf."
+            )
+        x_best = state.X[self._best_index(state)]
+        return sp.decode_params(state.space, sp.unflatten_params(state.space, x_best))
+
+    # --- loops --------------------------------------------------------------
+
+    def default_n_iterations(self, state) -> int:
+        """Iterations that fill the remaining buffer (the last batch may overflow)."""
+        remaining = state.X.shape[0] - int(state.mask.sum())
+        return max(0, math.ceil(remaining / self.n_parallel))
+
+    def _step_keys(self, key, i):
+        return jax.random.split(jax.random.fold_in(key, i), 3)
+
+    def optimize(self, state, key, func: Callable, n_iterations: int | None = None):
+        """High-level loop: suggest, evaluate ``func(key, params)`` on each member, update.
+
+        ``func`` must return a scalar. It is vmapped and jitted once when it is
+        traceable; otherwise it is called once per configuration with concrete
+        values, and an exception in one call marks that trial failed (NaN) instead
+        of stopping the search. Returns ``state, (params_hist, results_hist)`` as lists.
+        """
+        _check_objective(func)
+        if n_iterations is None:
+            n_iterations = self.default_n_iterations(state)
+        evaluate = _BatchEvaluator(func, self.n_parallel)
+        params_hist, results_hist = [], []
+        for i in range(n_iterations):
+            k_next, k_func, k_update = self._step_keys(key, i)
+            params = self.get_next_params(state, k_next)
+            results = evaluate(jax.random.split(k_func, self.n_parallel), params)
+            state = self.update_state(state, k_update, results, params)
+            params_hist.append(params)
+            results_hist.append(results)
+        return state, (params_hist, results_hist)
+
+    def optimize_scan(self, state, key, func: Callable, n_iterations: int | None = None):
+        """Like :meth:`optimize`, as one ``jax.lax.scan``; ``func`` must be traceable.
+
+        Returns stacked arrays: each params leaf ``(n_iterations, n_parallel, ...)``,
+        results ``(n_iterations, n_parallel)``. Same keys as :meth:`optimize`, so
+        both give the same results.
+        """
+        _check_objective(func)
+        if n_iterations is None:
+            n_iterations = self.default_n_iterations(state)
+        batched = jax.vmap(func)
+        _check_output_shape(batched, self.n_parallel, state, self)
+
+        def step(state, i):
+            k_next, k_func, k_update = self._step_keys(key, i)
+            params = self.get_next_params(state, k_next)
+            results = batched(jax.random.split(k_func, self.n_parallel), params)
+            results = self._check_results(results)
+            state = self._jit_update(state, k_update, results, sp.flatten_params(state.space, params).astype(state.X.dtype))
+            return state, (params, results)
+
+        return jax.lax.scan(step, state, jnp.arange(n_iterations))
+
+
+def record(state, results, X):
+    """Write a batch into the next free slots; slots past ``n_max`` are dropped (overflow)."""
+    n = state.mask.sum()
+    idx = n + jnp.arange(results.shape[0])
+    return state.replace(
+        X=state.X.at[idx].set(X, mode="drop"),
+        y=state.y.at[idx].set(results, mode="drop"),
+        mask=state.mask.at[idx].set(True, mode="drop"),
+    )
+
+
+def _check_output_shape(batched, n_parallel, state, optimizer):
+    """Fail before any compilation when the objective returns the wrong shape or dtype."""
+    keys = jax.eval_shape(lambda: jax.random.split(jax.random.key(0), n_parallel))
+    params = jax.eval_shape(lambda s: optimizer.get_next_params(s, jax.random.key(0)), state)
+    out = jax.eval_shape(batched, keys, params)
+    if not hasattr(out, "shape") or out.shape != (n_parallel,):
+        raise ObjectiveError(
+            f"The objective must return a scalar (shape ()), but under vmap it returned "
+            f"{getattr(out, 'shape', out)} for {n_parallel} configurations. If it returns shape (1,), "
+            f"call .squeeze() before returning; return a single metric, not a dict or tuple."
+        )
+    if not jnp.issubdtype(out.dtype, jnp.floating):
+        raise ObjectiveError(
+            f"The objective must return a float, got dtype {out.dtype}. Cast it, e.g. jnp.float32(metric)."
+        )
+
+
+class _BatchEvaluator:
+    """Evaluates ``func`` on a batch: one jitted vmap when traceable, else one call per member."""
+
+    def __init__(self, func, n_parallel):
+        self.func, self.n_parallel = func, n_parallel
+        self.compiled = None  # decided on the first call
+
+    def __call__(self, keys, params):
+        if self.compiled is None:
+            batched = jax.jit(jax.vmap(self.func))
+            try:
+                out = jax.eval_shape(batched, keys, params)
+            except (jax.errors.ConcretizationTypeError, jax.errors.TracerArrayConversionError,
+                    jax.errors.TracerBoolConversionError, jax.errors.TracerIntegerConversionError):
+                logger.info("objective is not traceable; evaluating it one configuration at a time")
+                self.compiled = False
+            else:
+                if not hasattr(out, "shape") or out.shape != (self.n_parallel,):
+                    raise ObjectiveError(
+                        f"The objective must return a scalar (shape ()), got {getattr(out, 'shape', out)} "
+                        f"for a batch of {self.n_parallel}. If it returns shape (1,), call .squeeze()."
+                    )
+                self.compiled = batched
+        if self.compiled:
+            return self.compiled(keys, params)
+        return jnp.asarray([self._call_one(keys[i], jax.tree.map(lambda p: p[i], params)) for i in range(self.n_parallel)])
+
+    def _call_one(self, key, params):
+        try:
+            value = self.func(key, params)
+        except Exception as err:  # a crashed trial is a failed trial, not a crashed search
+            logger.warning("trial failed with %s: %s; recorded as NaN", type(err).__name__, err)
+            return float("nan")
+        arr = np.asarray(value)
+        if arr.size != 1:
+            raise ObjectiveError(f"The objective must return a scalar, got shape {arr.shape}.")
+        return float(arr.reshape(()))

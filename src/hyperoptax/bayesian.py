@@ -1,0 +1,246 @@
+"""BayesianSearch: synchronous batches of ``n_parallel`` from a GP surrogate.
+
+Each iteration: condition the GP (fitted after the previous update) on the
+observations in the unit cube, maximize the acquisition over random and
+near-incumbent candidates refined by L-BFGS, and fill the batch slot by slot
+with the Kriging Believer: the chosen point gets a hallucinated observation, a
+new Cholesky row, and the next slot looks elsewhere.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+
+import jax
+import jax.numpy as jnp
+
+from hyperoptax import acqopt, gp
+from hyperoptax import acquisition as acq
+from hyperoptax import kernels
+from hyperoptax import spaces as sp
+from hyperoptax.base import Optimizer, OptimizerState, empty_buffers
+from hyperoptax.errors import ConfigurationError, check_positive_int
+
+__all__ = ["BayesianSearch", "BayesianSearchState", "RECOMMENDED"]
+
+# Candidates drawn around the best observations, as a fraction of n_candidates:
+# random candidates find new basins, local ones polish the incumbent.
+_LOCAL_FRACTION = 0.25
+_N_CENTERS = 5
+
+
+@jax.tree_util.register_dataclass
+@dataclasses.dataclass(frozen=True)
+class BayesianSearchState(OptimizerState):
+    """State for :class:`BayesianSearch`.
+
+    All arrays are fixed-size (shape determined by ``n_max`` at init time). The
+    ``mask`` field tracks which entries have been written.
+
+    Attributes:
+        X: observed parameter values ``(n_max, n_params)``, zero-padded; categories as indices.
+        y: observed results ``(n_max,)``, zero-padded, stored as raw (un-negated)
+            values regardless of ``maximize``; NaN/inf for failed trials.
+        mask: ``(n_max,)`` bool, True for slots that contain real observations.
+        log_length_scale: per-dimension ARD length scales in log space, shape
+            ``(n_dims,)`` -- one per unit-cube coordinate, which is ``n_params``
+            unless the space has string categories (one-hot: one per category).
+            Tuned by Adam each iteration.
+        log_amplitude, log_noise, mean: the other fitted GP hyperparameters
+            (signal variance, noise variance above the floor, constant mean), in
+            standardized target units.
+    """
+
+    log_length_scale: jax.Array
+    log_amplitude: jax.Array = 0.0
+    log_noise: jax.Array = -8.0
+    mean: jax.Array = 0.0
+
+    @property
+    def gp_params(self) -> gp.GPParams:
+        return gp.GPParams(self.log_length_scale, self.log_amplitude, self.log_noise, self.mean)
+
+
+def _default_kernel():
+    return kernels.Matern(length_scale=1.0, nu=0.5)
+
+
+def _default_acquisition():
+    return acq.PI(xi=0.01)
+
+
+@dataclasses.dataclass(frozen=True)
+class BayesianSearch(Optimizer):
+    """Bayesian optimisation with a Gaussian Process surrogate.
+
+    Uses a GP (Matérn 0.5 kernel by default) on the unit-cube encoding of the
+    space with standardized targets, and selects each batch by maximising an
+    acquisition function (PI by default). ARD length scales, amplitude, noise and
+    constant mean are tuned with Adam (MAP) after each update. Parallel batches
+    come from the Kriging Believer with the ``hallucination`` strategy.
+
+    For the strongest search use :meth:`recommended` (Matérn-5/2 + LogEI).
+
+    Attributes:
+        jitter: diagonal added to the kernel matrix for numerical stability.
+        kernel: covariance function.
+        acquisition: acquisition function.
+        n_candidates: random candidates scored per batch slot.
+        n_restarts: L-BFGS refinements started from the best candidates.
+        n_lbfgs_steps: L-BFGS steps per refinement.
+        n_hparam_steps: Adam steps tuning the GP hyperparameters per update (0 disables).
+        n_warmup: iterations of pure random search before the GP is used.
+        maximize: set False to minimise the objective.
+        n_parallel: configurations per batch.
+        hallucination: Kriging Believer strategy for the parallel slots.
+        prior: priors of the GP hyperparameter fit.
+    """
+
+    jitter: float = 1e-6
+    kernel: kernels.BaseKernel = dataclasses.field(default_factory=_default_kernel)
+    acquisition: acq.BaseAcquisition = dataclasses.field(default_factory=_default_acquisition)
+    n_candidates: int = 1000
+    n_restarts: int = 2
+    n_lbfgs_steps: int = 10
+    n_hparam_steps: int = 20
+    n_warmup: int = 1
+    maximize: bool = True
+    n_parallel: int = 4
+    hallucination: acq.BaseHallucination = dataclasses.field(default_factory=acq.SampleHallucination)
+    prior: gp.GPPrior = dataclasses.field(default_factory=gp.GPPrior)
+
+    def __post_init__(self):
+        self._validate()
+        check_positive_int("n_candidates", self.n_candidates)
+        for name in ("n_restarts", "n_lbfgs_steps", "n_hparam_steps", "n_warmup"):
+            check_positive_int(name, getattr(self, name), minimum=0)
+        if not isinstance(self.kernel, kernels.BaseKernel):
+            raise ConfigurationError(f"kernel must be a hyperoptax kernel such as Matern(nu=2.5), got {self.kernel!r}.")
+        if not isinstance(self.acquisition, acq.BaseAcquisition):
+            raise ConfigurationError(
+                f"acquisition must be one of PI(), EI(), LogEI(), UCB(), ThompsonSampling(), got {self.acquisition!r}."
+            )
+        if not callable(self.hallucination):
+            raise ConfigurationError(
+                f"hallucination must be callable as (mean, std, key, y_max) -> value, got {self.hallucination!r}."
+            )
+        if not self.jitter >= 0:
+            raise ConfigurationError(f"jitter must be >= 0, got {self.jitter!r}.")
+
+    @classmethod
+    def init(cls, space, n_max: int = 200, **kwargs):
+        """Create ``(state, optimizer)`` for ``space`` with room for ``n_max`` observations."""
+        optimizer = cls(**kwargs)
+        buffers = empty_buffers(space, n_max)
+        dtype = buffers["y"].dtype
+        length_scale = getattr(optimizer.kernel, "length_scale", 1.0)
+        params = gp.default_params(sp.n_dims(space), length_scale, dtype)
+        state = BayesianSearchState(
+            space=space,
+            **buffers,
+            log_length_scale=params.log_length_scale,
+            log_amplitude=params.log_amplitude,
+            log_noise=params.log_noise,
+            mean=params.mean,
+        )
+        return state, optimizer
+
+    @classmethod
+    def recommended(cls, **overrides) -> "BayesianSearch":
+        """The strongest preset: Matérn-5/2, LogEI, wider candidate search, longer fits.
+
+        See :data:`RECOMMENDED`; any field can be overridden.
+        """
+        return cls(**{**RECOMMENDED, **overrides})
+
+    # --- the GP in the unit cube -------------------------------------------
+
+    def _targets(self, state):
+        """Standardized, maximized targets and the mask of usable rows."""
+        valid = state.succeeded
+        y = state.y if self.maximize else -state.y
+        z, _, _ = gp.standardize(jnp.where(valid, y, 0.0), valid)
+        return z, valid
+
+    def _learn(self, state, key):
+        if self.n_hparam_steps == 0:
+            return state
+        z, valid = self._targets(state)
+        U = sp.encode(state.space, state.X)
+        params = gp.fit_hyperparameters(
+            self.kernel, U, z, valid, state.gp_params, self.n_hparam_steps, prior=self.prior, jitter=self.jitter
+        )
+        return state.replace(
+            log_length_scale=params.log_length_scale,
+            log_amplitude=params.log_amplitude,
+            log_noise=params.log_noise,
+            mean=params.mean,
+        )
+
+    def _next(self, state, key):
+        valid = state.succeeded
+        warm = (state.mask.sum() >= self.n_warmup * self.n_parallel) & (valid.sum() >= 1)
+        key_random, key_gp = jax.random.split(key)
+        U = jax.lax.cond(
+            warm,
+            lambda: self._gp_batch(state, key_gp),
+            lambda: jax.random.uniform(key_random, (self.n_parallel, sp.n_dims(state.space)), state.y.dtype),
+        )
+        return sp.decode(state.space, U).astype(state.X.dtype)
+
+    def _gp_batch(self, state, key):
+        space, P = state.space, self.n_parallel
+        z, valid = self._targets(state)
+        # Room for the batch's hallucinated observations after the real ones.
+        U = jnp.concatenate([sp.encode(space, state.X), jnp.zeros((P, sp.n_dims(space)), z.dtype)])
+        z = jnp.concatenate([z, jnp.zeros(P, z.dtype)])
+        valid = jnp.concatenate([valid, jnp.zeros(P, bool)])
+        posterior = gp.condition(self.kernel, state.gp_params, U, z, valid, self.jitter)
+        y_best = jnp.max(jnp.where(valid, z, -jnp.inf))
+        first_free = state.mask.sum()
+        snap = lambda V: sp.encode(space, sp.decode(space, V))
+
+        def fill_slot(carry, j):
+            posterior, key = carry
+            key, k_cand, k_local, k_acq, k_hal = jax.random.split(key, 5)
+            candidates = jnp.concatenate([
+                sp.sample_unit(space, k_cand, self.n_candidates),
+                self._local_candidates(k_local, posterior, snap),
+            ])
+
+            def score(V):
+                mean, std = gp.predict(self.kernel, posterior, V)
+                return self.acquisition(mean, std, y_best, key=k_acq)
+
+            u = acqopt.maximize(score, candidates, self.n_restarts, self.n_lbfgs_steps, snap)
+            mean, std = gp.predict(self.kernel, posterior, u[None])
+            y_fake = self.hallucination(mean, std, k_hal, y_best)
+            posterior = gp.append(self.kernel, posterior, u, y_fake, first_free + j, self.jitter)
+            return (posterior, key), u
+
+        _, batch = jax.lax.scan(fill_slot, (posterior, key), jnp.arange(P))
+        return batch
+
+    def _local_candidates(self, key, posterior, snap):
+        """Gaussian perturbations of the best observations, at two scales."""
+        n_local = max(1, int(self.n_candidates * _LOCAL_FRACTION))
+        k = min(_N_CENTERS, posterior.X.shape[0])
+        scores = jnp.where(posterior.valid, posterior.residual, -jnp.inf)
+        _, top = jax.lax.top_k(scores, k)
+        k_center, k_noise, k_scale = jax.random.split(key, 3)
+        centers = posterior.X[top][jax.random.randint(k_center, (n_local,), 0, k)]
+        scale = jnp.where(jax.random.bernoulli(k_scale, 0.5, (n_local, 1)), 0.02, 0.15)
+        noise = scale * jax.random.normal(k_noise, centers.shape, centers.dtype)
+        return snap(jnp.clip(centers + noise, 0.0, 1.0))
+
+
+RECOMMENDED = dict(
+    kernel=kernels.Matern(length_scale=0.5, nu=2.5),
+    acquisition=acq.LogEI(),
+    n_candidates=2000,
+    n_restarts=8,
+    n_lbfgs_steps=20,
+    n_hparam_steps=60,
+)
+"""Fields of :meth:`BayesianSearch.recommended`: ``BayesianSearch.init(space, n_max, **RECOMMENDED)``."""

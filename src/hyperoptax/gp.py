@@ -1,0 +1,274 @@
+"""The Gaussian-process core: pure functions over fixed-size, masked buffers.
+
+Every front end (``BayesianSearch``, ``GPFIFOSearcher``) stands on these
+functions. Inputs are unit-cube coordinates ``X (n, D)``; targets ``y (n,)`` are
+standardized and *maximized*; ``valid (n,)`` marks the rows that hold real
+observations. Invalid rows are decoupled from the rest (identity rows in the
+Gram matrix, zero residual), so they add nothing to the likelihood or the
+posterior and the shapes never change: a growing data set never recompiles.
+
+The kernel's hyperparameters -- ARD length scales, amplitude, observation
+noise (with a floor) and a constant mean -- are fitted by MAP under weak
+priors with Adam, from several starts.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import NamedTuple
+
+import jax
+import jax.numpy as jnp
+import optax
+from jax.flatten_util import ravel_pytree
+from jax.scipy.linalg import cho_solve, solve_triangular
+
+from hyperoptax.kernels import BaseKernel
+
+__all__ = [
+    "GPParams",
+    "GPPrior",
+    "Posterior",
+    "standardize",
+    "default_params",
+    "noise_floor",
+    "masked_gram",
+    "neg_log_marginal_likelihood",
+    "neg_log_posterior",
+    "fit_hyperparameters",
+    "condition",
+    "predict",
+    "append",
+]
+
+
+class GPParams(NamedTuple):
+    """GP hyperparameters, all unconstrained (logs) so any real value is valid."""
+
+    log_length_scale: jax.Array  # (D,) ARD length scales in unit-cube units
+    log_amplitude: jax.Array  # () signal variance of the standardized target
+    log_noise: jax.Array  # () observation noise variance above the floor
+    mean: jax.Array  # () constant prior mean of the standardized target
+
+
+@dataclass(frozen=True)
+class GPPrior:
+    """Weak priors for the MAP fit (all Gaussian on the log scale, except the mean).
+
+    The length-scale prior grows with the dimension, ``loc + log(D) / 2``, so
+    that high-dimensional spaces start smooth (Hvarfner et al. 2024).
+    """
+
+    length_scale_loc: float = math.sqrt(2.0)
+    length_scale_scale: float = math.sqrt(3.0)
+    amplitude_loc: float = 0.0
+    amplitude_scale: float = 1.0
+    noise_loc: float = -8.0
+    noise_scale: float = 3.0
+    mean_scale: float = 1.0
+
+    def log_prob(self, params: GPParams) -> jax.Array:
+        d = params.log_length_scale.shape[-1]
+        ls_loc = self.length_scale_loc + 0.5 * math.log(max(d, 1))
+
+        def normal(x, loc, scale):
+            return -0.5 * jnp.sum(((x - loc) / scale) ** 2)
+
+        return (
+            normal(params.log_length_scale, ls_loc, self.length_scale_scale)
+            + normal(params.log_amplitude, self.amplitude_loc, self.amplitude_scale)
+            + normal(params.log_noise, self.noise_loc, self.noise_scale)
+            + normal(params.mean, 0.0, self.mean_scale)
+        )
+
+
+class Posterior(NamedTuple):
+    """A GP conditioned on data: everything :func:`predict` and :func:`append` need.
+
+    Attributes:
+        X: ``(n, D)`` inputs (invalid rows are ignored).
+        residual: ``(n,)`` standardized targets minus the constant mean, 0 where invalid.
+        valid: ``(n,)`` bool, rows that hold observations.
+        L: ``(n, n)`` lower Cholesky factor of the masked Gram matrix.
+        alpha: ``(n,)`` ``K⁻¹ residual``.
+        params: the hyperparameters it was conditioned with.
+    """
+
+    X: jax.Array
+    residual: jax.Array
+    valid: jax.Array
+    L: jax.Array
+    alpha: jax.Array
+    params: GPParams
+
+
+def noise_floor(dtype) -> float:
+    """Smallest observation variance (standardized units) the Cholesky survives.
+
+    float32 needs more room than float64: duplicated points make the Gram matrix
+    singular up to this floor.
+    """
+    return 1e-6 if jnp.dtype(dtype) == jnp.float64 else 1e-5
+
+
+def standardize(y: jax.Array, valid: jax.Array):
+    """Zero-mean, unit-variance targets over the valid rows (0 elsewhere).
+
+    Returns ``(z, loc, scale)``. Constant or single observations get scale 1, so
+    the result is always finite.
+    """
+    n = jnp.maximum(valid.sum(), 1)
+    y_safe = jnp.where(valid, y, 0.0)
+    loc = y_safe.sum() / n
+    var = jnp.where(valid, (y_safe - loc) ** 2, 0.0).sum() / n
+    scale = jnp.sqrt(var)
+    scale = jnp.where(scale > 1e-12 * (1.0 + jnp.abs(loc)), scale, 1.0)
+    return jnp.where(valid, (y_safe - loc) / scale, 0.0), loc, scale
+
+
+def default_params(n_dims: int, length_scale=1.0, dtype=None) -> GPParams:
+    """Starting hyperparameters: the kernel's length scale, unit amplitude, small noise."""
+    dtype = dtype or jnp.zeros(()).dtype
+    log_ls = jnp.broadcast_to(jnp.log(jnp.asarray(length_scale, dtype)), (n_dims,))
+    return GPParams(
+        log_length_scale=jnp.asarray(log_ls, dtype),
+        log_amplitude=jnp.zeros((), dtype),
+        log_noise=jnp.full((), -8.0, dtype),
+        mean=jnp.zeros((), dtype),
+    )
+
+
+def _covariance(kernel: BaseKernel, params: GPParams, X1, X2):
+    return jnp.exp(params.log_amplitude) * kernel(X1, X2, jnp.exp(params.log_length_scale))
+
+
+def _noise(params: GPParams, jitter: float):
+    return jnp.exp(params.log_noise) + noise_floor(params.log_noise.dtype) + jitter
+
+
+def masked_gram(kernel, params, X, valid, jitter: float) -> jax.Array:
+    """``K + σ²I`` on valid rows, the identity on invalid ones."""
+    both = valid[:, None] & valid[None, :]
+    K = jnp.where(both, _covariance(kernel, params, X, X), 0.0)
+    return K + jnp.diag(jnp.where(valid, _noise(params, jitter), 1.0))
+
+
+def neg_log_marginal_likelihood(params, kernel, X, y, valid, jitter: float) -> jax.Array:
+    """``-log p(y | X, params)`` over the valid rows."""
+    L = jnp.linalg.cholesky(masked_gram(kernel, params, X, valid, jitter))
+    r = jnp.where(valid, y - params.mean, 0.0)
+    alpha = cho_solve((L, True), r)
+    return 0.5 * r @ alpha + jnp.sum(jnp.log(jnp.diag(L))) + 0.5 * valid.sum() * math.log(2 * math.pi)
+
+
+def neg_log_posterior(params, kernel, X, y, valid, jitter: float, prior: GPPrior) -> jax.Array:
+    """The MAP objective: negative log marginal likelihood minus the log prior."""
+    return neg_log_marginal_likelihood(params, kernel, X, y, valid, jitter) - prior.log_prob(params)
+
+
+# Keeps Adam from wandering into ranges where float32 Cholesky breaks down.
+_LOG_BOUNDS = GPParams(
+    log_length_scale=(-6.0, 6.0), log_amplitude=(-6.0, 6.0), log_noise=(-20.0, 2.0), mean=(-5.0, 5.0)
+)
+
+
+def _clip(params: GPParams) -> GPParams:
+    return GPParams(*(jnp.clip(p, lo, hi) for p, (lo, hi) in zip(params, _LOG_BOUNDS)))
+
+
+def fit_hyperparameters(
+    kernel: BaseKernel,
+    X: jax.Array,
+    y: jax.Array,
+    valid: jax.Array,
+    init: GPParams,
+    n_steps: int,
+    *,
+    prior: GPPrior = GPPrior(),
+    jitter: float = 1e-6,
+    learning_rate: float = 0.1,
+    extra_starts: GPParams | None = None,
+) -> GPParams:
+    """MAP hyperparameters by ``n_steps`` of Adam from ``init`` and the prior's center.
+
+    ``extra_starts`` (a GPParams whose leaves have a leading axis) adds restarts.
+    The start whose final objective is lowest (and finite) wins; if every start
+    diverges, ``init`` is returned unchanged, so a bad fit never poisons the state.
+    """
+    if n_steps <= 0:
+        return init
+    d = X.shape[-1]
+    center = default_params(d, dtype=init.log_noise.dtype)
+    center = center._replace(
+        log_length_scale=jnp.full((d,), prior.length_scale_loc + 0.5 * math.log(max(d, 1)) - 1.5, center.mean.dtype)
+    )
+    starts = jax.tree.map(lambda a, b: jnp.stack([a, b]), init, center)
+    if extra_starts is not None:
+        starts = jax.tree.map(lambda a, b: jnp.concatenate([a, b]), starts, extra_starts)
+
+    flat0, unravel = ravel_pytree(init)
+    n_obs = jnp.maximum(valid.sum(), 1)
+
+    def objective(flat):
+        # Per-observation scale keeps Adam's step size meaningful at any n.
+        return neg_log_posterior(unravel(flat), kernel, X, y, valid, jitter, prior) / n_obs
+
+    optimizer = optax.adam(learning_rate)
+
+    def run(start: GPParams):
+        flat = ravel_pytree(start)[0]
+
+        def step(carry, _):
+            flat, opt_state = carry
+            grads = jax.grad(objective)(flat)
+            grads = jnp.where(jnp.isfinite(grads), grads, 0.0)
+            updates, opt_state = optimizer.update(grads, opt_state, flat)
+            flat = ravel_pytree(_clip(unravel(optax.apply_updates(flat, updates))))[0]
+            return (flat, opt_state), None
+
+        (flat, _), _ = jax.lax.scan(step, (flat, optimizer.init(flat)), None, length=n_steps)
+        return flat, objective(flat)
+
+    flats, losses = jax.vmap(run)(jax.vmap(lambda p: ravel_pytree(p)[0])(starts))
+    losses = jnp.where(jnp.isfinite(losses) & jnp.all(jnp.isfinite(flats), axis=1), losses, jnp.inf)
+    best = jnp.argmin(losses)
+    return unravel(jnp.where(jnp.isfinite(losses[best]), flats[best], flat0))
+
+
+def condition(kernel: BaseKernel, params: GPParams, X, y, valid, jitter: float = 1e-6) -> Posterior:
+    """Condition the GP on the valid rows of ``(X, y)``."""
+    L = jnp.linalg.cholesky(masked_gram(kernel, params, X, valid, jitter))
+    residual = jnp.where(valid, y - params.mean, 0.0)
+    return Posterior(X, residual, valid, L, cho_solve((L, True), residual), params)
+
+
+def predict(kernel: BaseKernel, posterior: Posterior, Xs: jax.Array):
+    """Posterior mean and standard deviation of the latent function at ``Xs (m, D)``."""
+    p = posterior.params
+    Ks = jnp.where(posterior.valid[None, :], _covariance(kernel, p, Xs, posterior.X), 0.0)
+    mean = p.mean + Ks @ posterior.alpha
+    V = solve_triangular(posterior.L, Ks.T, lower=True)
+    prior_var = jnp.exp(p.log_amplitude) * jax.vmap(lambda x: kernel.evaluate(x, x, jnp.exp(p.log_length_scale)))(Xs)
+    var = prior_var - jnp.sum(V**2, axis=0)
+    # Rounding can push the variance at a data point a hair below zero.
+    std = jnp.sqrt(jnp.maximum(var, 1e-12 * jnp.exp(p.log_amplitude)))
+    return mean, std
+
+
+def append(kernel: BaseKernel, posterior: Posterior, x: jax.Array, y: jax.Array, slot, jitter: float = 1e-6) -> Posterior:
+    """Add one observation at row ``slot`` in O(n²) (a new Cholesky row).
+
+    Exact when every valid row lies before ``slot`` -- true for the append-only
+    buffers of the searchers, which write observations in order.
+    """
+    p = posterior.params
+    k = jnp.where(posterior.valid, _covariance(kernel, p, x[None], posterior.X)[0], 0.0)
+    v = solve_triangular(posterior.L, k, lower=True)
+    k_xx = jnp.exp(p.log_amplitude) * kernel.evaluate(x, x, jnp.exp(p.log_length_scale)) + _noise(p, jitter)
+    d = jnp.sqrt(jnp.maximum(k_xx - v @ v, noise_floor(v.dtype)))
+    L = posterior.L.at[slot].set(v.at[slot].set(d))
+    valid = posterior.valid.at[slot].set(True)
+    residual = posterior.residual.at[slot].set(y - p.mean)
+    X = posterior.X.at[slot].set(x)
+    return Posterior(X, residual, valid, L, cho_solve((L, True), residual), p)

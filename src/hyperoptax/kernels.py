@@ -1,0 +1,139 @@
+"""Covariance functions.
+
+As in tinygp, a kernel evaluates one pair of points (:meth:`BaseKernel.evaluate`)
+and ``__call__`` vmaps it over two sets of points. Kernels are frozen
+dataclasses (hashable, safe to close over in jitted code) and compose with
+``+`` and ``*``. Stationary kernels take per-dimension (ARD) length scales and
+an amplitude; the GP fits both, passing fitted values in at call time.
+"""
+
+from __future__ import annotations
+
+import math
+from abc import ABC, abstractmethod
+from dataclasses import dataclass
+
+import jax
+import jax.numpy as jnp
+
+from hyperoptax.errors import ConfigurationError
+
+__all__ = ["BaseKernel", "Matern", "RBF", "Sum", "Product"]
+
+
+def _safe_sqrt(r2):
+    # sqrt has an infinite derivative at 0; the double-where keeps gradients
+    # finite when a point is compared with itself.
+    positive = r2 > 0
+    return jnp.where(positive, jnp.sqrt(jnp.where(positive, r2, 1.0)), 0.0)
+
+
+@dataclass(frozen=True)
+class BaseKernel(ABC):
+    """Abstract base class for positive-definite kernels."""
+
+    @abstractmethod
+    def evaluate(self, x: jax.Array, y: jax.Array, length_scale=None) -> jax.Array:
+        """k(x, y) for two points of shape ``(D,)``; ``length_scale`` overrides the kernel's own."""
+
+    def __call__(self, X1: jax.Array, X2: jax.Array, length_scale=None) -> jax.Array:
+        """Kernel matrix ``(N, M)`` between ``X1 (N, D)`` and ``X2 (M, D)``."""
+        pair = lambda x, y: self.evaluate(x, y, length_scale)
+        return jax.vmap(lambda x: jax.vmap(lambda y: pair(x, y))(X2))(X1)
+
+    def __add__(self, other: BaseKernel) -> BaseKernel:
+        return Sum(self, other)
+
+    def __mul__(self, other: BaseKernel) -> BaseKernel:
+        return Product(self, other)
+
+
+@dataclass(frozen=True)
+class _Stationary(BaseKernel):
+    length_scale: float = 1.0
+    amplitude: float = 1.0
+
+    def __post_init__(self):
+        if self.amplitude <= 0:
+            raise ConfigurationError(f"{type(self).__name__}: amplitude must be positive, got {self.amplitude!r}.")
+
+    def _scaled_sq_dist(self, x, y, length_scale):
+        ls = self.length_scale if length_scale is None else length_scale
+        return jnp.sum(((x - y) / ls) ** 2)
+
+    def evaluate(self, x, y, length_scale=None):
+        return self.amplitude * self._profile(self._scaled_sq_dist(x, y, length_scale))
+
+    @abstractmethod
+    def _profile(self, r2):
+        """The kernel as a function of the squared scaled distance."""
+
+
+@dataclass(frozen=True)
+class RBF(_Stationary):
+    """Radial basis function (squared-exponential) kernel: ``exp(-r^2 / 2)``."""
+
+    def _profile(self, r2):
+        return jnp.exp(-0.5 * r2)
+
+
+_VALID_NU = (0.5, 1.5, 2.5, math.inf)
+
+
+@dataclass(frozen=True)
+class Matern(_Stationary):
+    """Matérn kernel family, ``nu`` in {0.5, 1.5, 2.5, inf} (inf is the RBF kernel).
+
+    Attributes:
+        length_scale: scalar or per-dimension (ARD) length scale.
+        nu: smoothness; lower is rougher. 2.5 suits most hyperparameter surfaces.
+        amplitude: signal variance multiplier.
+    """
+
+    nu: float = 2.5
+
+    def __init__(self, length_scale=1.0, nu=2.5, amplitude=1.0):
+        # Positional order (length_scale, nu) matches the documented API.
+        object.__setattr__(self, "length_scale", length_scale)
+        object.__setattr__(self, "nu", nu)
+        object.__setattr__(self, "amplitude", amplitude)
+        self.__post_init__()
+        if nu not in _VALID_NU:
+            raise ConfigurationError(
+                f"Matern: nu={nu!r} is not supported. Choose one of 0.5, 1.5, 2.5 or float('inf') "
+                f"(2.5 is the usual choice for hyperparameter search)."
+            )
+
+    def _profile(self, r2):
+        if self.nu == math.inf:
+            return jnp.exp(-0.5 * r2)
+        r = _safe_sqrt(r2)
+        if self.nu == 0.5:
+            return jnp.exp(-r)
+        if self.nu == 1.5:
+            s = math.sqrt(3.0) * r
+            return (1.0 + s) * jnp.exp(-s)
+        s = math.sqrt(5.0) * r
+        return (1.0 + s + s**2 / 3.0) * jnp.exp(-s)
+
+
+@dataclass(frozen=True)
+class Sum(BaseKernel):
+    """``k1 + k2``; both see the same length scales."""
+
+    k1: BaseKernel
+    k2: BaseKernel
+
+    def evaluate(self, x, y, length_scale=None):
+        return self.k1.evaluate(x, y, length_scale) + self.k2.evaluate(x, y, length_scale)
+
+
+@dataclass(frozen=True)
+class Product(BaseKernel):
+    """``k1 * k2``; both see the same length scales."""
+
+    k1: BaseKernel
+    k2: BaseKernel
+
+    def evaluate(self, x, y, length_scale=None):
+        return self.k1.evaluate(x, y, length_scale) * self.k2.evaluate(x, y, length_scale)
