@@ -113,13 +113,13 @@ class Optimizer:
 
     # --- the step API -------------------------------------------------------
 
-    @functools.cached_property
-    def _jit_next(self):
-        return jax.jit(self._next)
+    # Optimizers are frozen, hashable configuration: equal optimizers share one
+    # compiled step, so a sweep (or many seeds of one) compiles each step once.
+    def _jit_next(self, state, key):
+        return _jitted_next(self, state, key)
 
-    @functools.cached_property
-    def _jit_update(self):
-        return jax.jit(self._update)
+    def _jit_update(self, state, key, results, X):
+        return _jitted_update(self, state, key, results, X)
 
     def get_next_params(self, state, key, params=None, results=None):
         """The next batch: a params pytree with leaves of shape ``(n_parallel,)``.
@@ -202,8 +202,13 @@ class Optimizer:
     # --- loops --------------------------------------------------------------
 
     def default_n_iterations(self, state) -> int:
-        """Iterations that fill the remaining buffer (the last batch may overflow)."""
-        remaining = state.X.shape[0] - int(state.mask.sum())
+        """Iterations that fill the remaining buffer (the last batch may overflow).
+
+        Under ``jax.jit`` the fill level is not known; the whole buffer is assumed
+        free (a fresh state). Pass ``n_iterations`` to continue a partial run in jit.
+        """
+        n_written = 0 if isinstance(state.mask, jax.core.Tracer) else int(state.mask.sum())
+        remaining = state.X.shape[0] - n_written
         return max(0, math.ceil(remaining / self.n_parallel))
 
     def _step_keys(self, key, i):
@@ -253,6 +258,21 @@ class Optimizer:
             return state, (params, results)
 
         return jax.lax.scan(step, state, jnp.arange(n_iterations))
+
+
+@functools.partial(jax.jit, static_argnums=0)
+def _jitted_next(optimizer, state, key):
+    return optimizer._next(state, key)
+
+
+@functools.partial(jax.jit, static_argnums=0)
+def _jitted_update(optimizer, state, key, results, X):
+    return optimizer._update(state, key, results, X)
+
+
+def compile_count() -> int:
+    """How many step functions have been compiled so far (for tests and benchmarks)."""
+    return _jitted_next._cache_size() + _jitted_update._cache_size()
 
 
 def record(state, results, X):

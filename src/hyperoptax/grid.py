@@ -83,7 +83,8 @@ class GridSearch(Optimizer):
         return state, optimizer
 
     def default_n_iterations(self, state) -> int:
-        remaining = state.grid.shape[0] - int(state.grid_idx)
+        done = 0 if isinstance(state.grid_idx, jax.core.Tracer) else int(state.grid_idx)
+        remaining = state.grid.shape[0] - done
         return max(0, math.ceil(remaining / self.n_parallel))
 
     def _next(self, state, key):
