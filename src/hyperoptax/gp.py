@@ -40,6 +40,8 @@ __all__ = [
     "condition",
     "predict",
     "append",
+    "predict_joint",
+    "sample_joint",
 ]
 
 
@@ -189,34 +191,63 @@ def fit_hyperparameters(
     jitter: float = 1e-6,
     learning_rate: float = 0.1,
     extra_starts: GPParams | None = None,
-) -> GPParams:
+    transform=None,
+    transform_init=None,
+    transform_center=None,
+):
     """MAP hyperparameters by ``n_steps`` of Adam from ``init`` and the prior's center.
 
     ``extra_starts`` (a GPParams whose leaves have a leading axis) adds restarts.
     The start whose final objective is lowest (and finite) wins; if every start
     diverges, ``init`` is returned unchanged, so a bad fit never poisons the state.
+
+    ``transform`` fits extra parameters ``aux`` (any pytree of unconstrained
+    arrays) jointly with the GP's: ``transform(aux, X, y, valid) -> (X', y',
+    log_correction)`` maps the data before the likelihood (input warping, a
+    target transform) and ``log_correction`` is added to the log posterior (the
+    log-Jacobian of a target transform plus the log prior of ``aux``).
+    ``transform_init`` is ``aux`` for the ``init`` start, ``transform_center``
+    (default: the same) for the center start; ``extra_starts`` is then a
+    ``(GPParams, aux)`` pair with leading axes. With a transform the result is
+    the pair ``(GPParams, aux)``; without one, the GPParams alone.
     """
     if n_steps <= 0:
-        return init
+        return init if transform is None else (init, transform_init)
     d = X.shape[-1]
     center = default_params(d, dtype=init.log_noise.dtype)
     center = center._replace(
         log_length_scale=jnp.full((d,), prior.length_scale_loc + 0.5 * math.log(max(d, 1)) - 1.5, center.mean.dtype)
     )
+    n_obs = jnp.maximum(valid.sum(), 1)
+    if transform is None:
+        clip = _clip
+
+        def log_posterior_loss(params):
+            return neg_log_posterior(params, kernel, X, y, valid, jitter, prior)
+
+    else:
+        init = (init, transform_init)
+        center = (center, transform_init if transform_center is None else transform_center)
+        clip = lambda theta: (_clip(theta[0]), theta[1])
+
+        def log_posterior_loss(theta):
+            params, aux = theta
+            X_t, y_t, log_correction = transform(aux, X, y, valid)
+            return neg_log_posterior(params, kernel, X_t, y_t, valid, jitter, prior) - log_correction
+
     starts = jax.tree.map(lambda a, b: jnp.stack([a, b]), init, center)
     if extra_starts is not None:
         starts = jax.tree.map(lambda a, b: jnp.concatenate([a, b]), starts, extra_starts)
 
     flat0, unravel = ravel_pytree(init)
-    n_obs = jnp.maximum(valid.sum(), 1)
 
     def objective(flat):
         # Per-observation scale keeps Adam's step size meaningful at any n.
-        return neg_log_posterior(unravel(flat), kernel, X, y, valid, jitter, prior) / n_obs
+        return log_posterior_loss(unravel(flat)) / n_obs
 
     optimizer = optax.adam(learning_rate)
 
-    def run(start: GPParams):
+    def run(start):
         flat = ravel_pytree(start)[0]
 
         def step(carry, _):
@@ -224,7 +255,7 @@ def fit_hyperparameters(
             grads = jax.grad(objective)(flat)
             grads = jnp.where(jnp.isfinite(grads), grads, 0.0)
             updates, opt_state = optimizer.update(grads, opt_state, flat)
-            flat = ravel_pytree(_clip(unravel(optax.apply_updates(flat, updates))))[0]
+            flat = ravel_pytree(clip(unravel(optax.apply_updates(flat, updates))))[0]
             return (flat, opt_state), None
 
         (flat, _), _ = jax.lax.scan(step, (flat, optimizer.init(flat)), None, length=n_steps)
@@ -272,3 +303,34 @@ def append(kernel: BaseKernel, posterior: Posterior, x: jax.Array, y: jax.Array,
     residual = posterior.residual.at[slot].set(y - p.mean)
     X = posterior.X.at[slot].set(x)
     return Posterior(X, residual, valid, L, cho_solve((L, True), residual), p)
+
+
+def predict_joint(kernel: BaseKernel, posterior: Posterior, Xs: jax.Array):
+    """Posterior mean ``(m,)`` and full covariance ``(m, m)`` of the latent function at ``Xs``."""
+    p = posterior.params
+    Ks = jnp.where(posterior.valid[None, :], _covariance(kernel, p, Xs, posterior.X), 0.0)
+    mean = p.mean + Ks @ posterior.alpha
+    V = solve_triangular(posterior.L, Ks.T, lower=True)
+    cov = _covariance(kernel, p, Xs, Xs) - V.T @ V
+    return mean, 0.5 * (cov + cov.T)
+
+
+def sample_joint(
+    kernel: BaseKernel,
+    posterior: Posterior,
+    Xs: jax.Array,
+    key: jax.Array,
+    n_samples: int,
+    jitter: float = 1e-6,
+    with_noise: bool = True,
+) -> jax.Array:
+    """``(n_samples, m)`` joint posterior draws at ``Xs (m, D)``.
+
+    With ``with_noise`` (the default) these are draws of *observations* (the
+    fitted noise variance is added), as needed to fantasize pending evaluations.
+    """
+    mean, cov = predict_joint(kernel, posterior, Xs)
+    diag = _noise(posterior.params, jitter) if with_noise else noise_floor(cov.dtype) + jitter
+    L = jnp.linalg.cholesky(cov + diag * jnp.eye(Xs.shape[0], dtype=cov.dtype))
+    eps = jax.random.normal(key, (n_samples, Xs.shape[0]), cov.dtype)
+    return mean[None, :] + eps @ L.T
