@@ -1,6 +1,7 @@
 """hyperoptax: parallel Bayesian hyperparameter optimization for JAX."""
 
 from hyperoptax import errors
+from hyperoptax._threads import limit_lapack_threads
 from hyperoptax.acquisition import (
     EI,
     PI,
@@ -32,6 +33,8 @@ from hyperoptax.spaces import (
 )
 
 __version__ = "0.3.0"
+
+limit_lapack_threads()
 
 __all__ = [
     "BayesianSearch", "BayesianSearchState", "RECOMMENDED", "RandomSearch", "GridSearch", "GridSearchState",
