@@ -46,3 +46,6 @@ __all__ = [
     "BaseHallucination", "MeanHallucination", "SampleHallucination", "UCBHallucination", "ConstantHallucination",
     "errors",
 ]
+from hyperoptax.searchers import GPFIFOSearcher  # noqa: E402
+
+__all__ += ["GPFIFOSearcher"]

@@ -1,0 +1,575 @@
+"""GPFIFOSearcher: asynchronous ask/tell Bayesian optimization (the Syne Tune GP searcher).
+
+The searcher is a host-side object holding Python lists of trials. Each model
+based suggestion hands fixed-size, padded arrays to the jitted model step in
+:mod:`hyperoptax.fifo_model` (which uses the GP core, :mod:`hyperoptax.gp`):
+
+* observed data is padded to a power-of-two bucket (at least 64 rows; at most
+  the bucket of ``max_size_data_for_model``), pending points to a power-of-two
+  bucket of at least 4, restricted candidate lists to a power of two; a whole
+  search compiles each step once per (data bucket, pending bucket): with the
+  defaults the data buckets are 64, 128, 256, 512, so a search of up to 64
+  observations and 3 pending trials compiles fit / propose / refine once each,
+  however many trials it runs;
+* equal option sets share compilations across searcher objects.
+
+The searcher minimizes an internal criterion: the metric for ``mode="min"``,
+``map_reward(metric)`` for ``mode="max"``.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import re
+from typing import Any, Callable
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from hyperoptax import fifo_model as fm
+from hyperoptax import kernels
+from hyperoptax import spaces as sp
+from hyperoptax.errors import ConfigurationError, check_choice, check_positive_int, closest
+
+__all__ = ["GPFIFOSearcher", "DEFAULT_OPTIONS"]
+
+logger = logging.getLogger("hyperoptax")
+
+DEFAULT_OPTIONS: dict[str, Any] = dict(
+    num_init_random=5,
+    num_init_candidates=250,
+    num_fantasy_samples=20,
+    no_fantasizing=False,
+    input_warping=False,
+    boxcox_transform=False,
+    gp_base_kernel="matern52-ard",
+    acq_function="ei",
+    acq_function_kwargs=None,
+    initial_scoring="thompson_indep",
+    skip_local_optimization=False,
+    opt_nstarts=2,
+    opt_maxiter=50,
+    opt_warmstart=False,
+    opt_verbose=False,
+    max_size_data_for_model=500,
+    max_size_top_fraction=0.25,
+    opt_skip_init_length=150,
+    opt_skip_period=1,
+    allow_duplicates=False,
+    restrict_configurations=None,
+    map_reward="1_minus_x",
+    transfer_learning_task_attr=None,
+    transfer_learning_active_task=None,
+    transfer_learning_active_config_space=None,
+    transfer_learning_model="matern52_product",
+    resource_attr=None,
+    cost_attr=None,
+)
+"""Every option of :class:`GPFIFOSearcher` with its default (Syne Tune's ``gp_fifo_searcher_defaults``)."""
+
+_BASE_KERNELS = ("matern52-ard", "matern52-noard")
+_ACQUISITIONS = {"ei": (), "logei": (), "lcb": ("kappa",)}
+_INITIAL_SCORING = ("thompson_indep", "acq_func")
+_TL_MODELS = ("matern52_product", "matern52_same")
+_LOCAL_STEPS = 20  # L-BFGS steps of the local acquisition optimization
+# Small problems fit in the first data bucket: one compilation for most searches.
+_MIN_DATA_BUCKET, _MIN_PENDING_BUCKET = 64, 4
+_RANDOM_RETRIES = 8
+
+
+def _bucket(n: int, minimum: int) -> int:
+    return max(minimum, 1 << max(n - 1, 0).bit_length())
+
+
+def _parse_map_reward(map_reward) -> Callable[[float], float]:
+    if callable(map_reward):
+        return map_reward
+    match = re.fullmatch(r"(?:(.+)_)?minus_x", str(map_reward))
+    try:
+        offset = 0.0 if match and match.group(1) is None else float(match.group(1))
+    except (AttributeError, ValueError, TypeError):
+        raise ConfigurationError(
+            f"map_reward={map_reward!r} is not supported. Allowed: 'minus_x' (criterion = -metric), "
+            f"'<a>_minus_x' such as '1_minus_x' (criterion = a - metric), or a callable metric -> criterion."
+            f"{closest(map_reward, ['minus_x', '1_minus_x'])}"
+        ) from None
+    return lambda x: offset - x
+
+
+class GPFIFOSearcher:
+    """Gaussian-process Bayesian optimization for asynchronous (FIFO) scheduling.
+
+    Matérn-5/2 ARD kernel with a constant mean, all hyperparameters fitted by
+    empirical Bayes (MAP); expected improvement; pending evaluations are
+    fantasized (``num_fantasy_samples`` joint posterior draws, the acquisition
+    averaged over them). Options and defaults follow Syne Tune's
+    ``GPFIFOSearcher`` (see :data:`DEFAULT_OPTIONS` and the project docs).
+
+    Args:
+        config_space: dict of hyperparameter name -> hyperoptax Space (other
+            values are constants, passed through into every configuration).
+        metric: name of the metric in the results passed to :meth:`on_trial_result`.
+        mode: ``"min"`` or ``"max"``.
+        points_to_evaluate: configurations (dicts, possibly partial: missing
+            entries take the midpoint) to evaluate first. ``None`` evaluates
+            the midpoint configuration first; ``[]`` nothing.
+        random_seed: seed of the searcher's random stream (drawn at random if None).
+        **options: see :data:`DEFAULT_OPTIONS`.
+
+    Example::
+
+        searcher = GPFIFOSearcher({"lr": LogSpace(1e-4, 1e-1), "layers": QLinearSpace(1, 4)},
+                                  metric="loss", mode="min", random_seed=0)
+        config = searcher.get_config(trial_id=0)      # registered as pending
+        searcher.on_trial_result(0, config, {"loss": 0.3})
+    """
+
+    def __init__(self, config_space: dict, metric: str, mode: str = "min", points_to_evaluate=None,
+                 random_seed: int | None = None, **options):
+        if not isinstance(config_space, dict):
+            raise ConfigurationError(
+                f"config_space must be a dict of name -> Space, got {type(config_space).__name__}. "
+                f"Example: {{'lr': LogSpace(1e-4, 1e-1)}}."
+            )
+        if not isinstance(metric, str):
+            raise ConfigurationError(f"metric must be the name (str) of the metric to optimize, got {metric!r}.")
+        check_choice("mode", mode, ("min", "max"))
+        unknown = [k for k in options if k not in DEFAULT_OPTIONS]
+        if unknown:
+            raise ConfigurationError(
+                f"GPFIFOSearcher got unknown option {unknown[0]!r}. Allowed options: "
+                f"{', '.join(DEFAULT_OPTIONS)}.{closest(unknown[0], DEFAULT_OPTIONS)}"
+            )
+        self._config_space, self._metric, self._mode = config_space, metric, mode
+        self._user_options = dict(options)
+        self._options = opts = {**DEFAULT_OPTIONS, **options}
+        self._check_options(opts)
+        self._names = [k for k, v in config_space.items() if isinstance(v, sp.Space)]
+        if not self._names:
+            raise ConfigurationError("config_space contains no hyperoptax Space to search over.")
+        self._constants = {k: v for k, v in config_space.items() if not isinstance(v, sp.Space)}
+        self._leaves = tuple(config_space[n] for n in self._names)
+        self._map_reward = _parse_map_reward(opts["map_reward"]) if mode == "max" else (lambda x: x)
+        self._cfg = self._model_config(opts)
+        self._seed = int(np.random.default_rng().integers(2**31)) if random_seed is None else int(random_seed)
+        self._counter = 0
+        self._trials: dict[Any, dict] = {}
+        self._theta = None
+        self._n_obs_at_fit = -1
+        self._points = self._initial_points(points_to_evaluate)
+        restrict = opts["restrict_configurations"]
+        self._restrict = None if restrict is None else self._restrict_entries(restrict)
+
+    # --- options ------------------------------------------------------------
+
+    def _check_options(self, o):
+        for name in ("num_init_candidates", "num_fantasy_samples", "opt_nstarts", "opt_skip_period"):
+            check_positive_int(name, o[name])
+        for name in ("num_init_random", "opt_maxiter", "opt_skip_init_length"):
+            check_positive_int(name, o[name], minimum=0)
+        for name in ("no_fantasizing", "input_warping", "boxcox_transform", "skip_local_optimization",
+                     "opt_warmstart", "opt_verbose", "allow_duplicates"):
+            if not isinstance(o[name], (bool, np.bool_)):
+                raise ConfigurationError(f"{name} must be True or False, got {o[name]!r}.")
+        check_choice("gp_base_kernel", o["gp_base_kernel"], _BASE_KERNELS)
+        check_choice("acq_function", o["acq_function"], tuple(_ACQUISITIONS))
+        check_choice("initial_scoring", o["initial_scoring"], _INITIAL_SCORING)
+        check_choice("transfer_learning_model", o["transfer_learning_model"], _TL_MODELS)
+        kwargs = o["acq_function_kwargs"] or {}
+        allowed = _ACQUISITIONS[o["acq_function"]]
+        for k in kwargs:
+            if k not in allowed:
+                raise ConfigurationError(
+                    f"acq_function_kwargs has {k!r}, which acq_function={o['acq_function']!r} does not take. "
+                    f"Allowed: {', '.join(allowed) or 'none'}.{closest(k, allowed)}"
+                )
+        if o["max_size_data_for_model"] is not None:
+            check_positive_int("max_size_data_for_model", o["max_size_data_for_model"])
+        if not 0.0 <= o["max_size_top_fraction"] <= 1.0:
+            raise ConfigurationError(f"max_size_top_fraction must lie in [0, 1], got {o['max_size_top_fraction']!r}.")
+        if o["restrict_configurations"] is not None:
+            if self._user_options.get("skip_local_optimization") is False:
+                raise ConfigurationError(
+                    "restrict_configurations needs skip_local_optimization=True (a local optimizer would leave "
+                    "the list). Drop skip_local_optimization=False."
+                )
+            o["skip_local_optimization"] = True
+        _parse_map_reward(o["map_reward"])
+        tl = o["transfer_learning_task_attr"]
+        if tl is not None:
+            space = self._config_space.get(tl)
+            if not (isinstance(space, sp.DiscreteSpace) and space.is_categorical):
+                raise ConfigurationError(
+                    f"transfer_learning_task_attr={tl!r} must name a DiscreteSpace of task IDs (categories) in "
+                    f"config_space.{closest(tl, self._config_space)}"
+                )
+            check_choice("transfer_learning_active_task", o["transfer_learning_active_task"], space.values)
+
+    def _model_config(self, o) -> fm.ModelConfig:
+        lo, hi = self._search_box(o)
+        dims = np.arange(len(lo))
+        task_dims = np.zeros(len(lo), bool)
+        tl = o["transfer_learning_task_attr"]
+        start = 0
+        for name, leaf in zip(self._names, self._leaves):
+            if name == tl:
+                task_dims[start : start + leaf.n_dims] = True
+            start += leaf.n_dims
+        tied = o["gp_base_kernel"] == "matern52-noard"
+        if tl is None:
+            kernel = fm.SubsetMatern52(tuple(dims.tolist()), tied=True) if tied else kernels.Matern(nu=2.5)
+        else:
+            rest = fm.SubsetMatern52(tuple(dims[~task_dims].tolist()), tied=tied)
+            if o["transfer_learning_model"] == "matern52_product":
+                kernel = kernels.Product(fm.SubsetMatern52(tuple(dims[task_dims].tolist()), tied=True), rest)
+            else:
+                kernel = rest
+        warped = None
+        if o["input_warping"]:
+            warped = tuple((~sp.categorical_dims(self._leaves)).tolist())
+        kwargs = o["acq_function_kwargs"] or {}
+        return fm.ModelConfig(
+            space=self._leaves, kernel=kernel, lo=tuple(lo), hi=tuple(hi), warped=warped,
+            boxcox=bool(o["boxcox_transform"]), acq_function=o["acq_function"],
+            kappa=float(kwargs.get("kappa", 1.0)), initial_scoring=o["initial_scoring"],
+            num_fantasy_samples=int(o["num_fantasy_samples"]), opt_nstarts=int(o["opt_nstarts"]),
+            opt_maxiter=int(o["opt_maxiter"]), local_steps=0 if o["skip_local_optimization"] else _LOCAL_STEPS,
+        )
+
+    def _search_box(self, o):
+        """Where new configurations come from, as a box in the model cube (transfer learning narrows it)."""
+        tl, active = o["transfer_learning_task_attr"], o["transfer_learning_active_config_space"]
+        lo, hi = [], []
+        for name, leaf in zip(self._names, self._leaves):
+            if name == tl:
+                onehot = [float(v == o["transfer_learning_active_task"]) for v in leaf.values]
+                lo += onehot
+                hi += onehot
+                continue
+            sub = (active or {}).get(name, leaf)
+            if sub == leaf:
+                lo += [0.0] * leaf.n_dims
+                hi += [1.0] * leaf.n_dims
+            elif isinstance(leaf, sp.DiscreteSpace) and leaf.is_categorical and isinstance(sub, sp.DiscreteSpace) \
+                    and set(sub.values) <= set(leaf.values):
+                keep = [float(v in sub.values) for v in leaf.values]
+                lo += [0.0] * leaf.n_dims
+                hi += keep
+            elif type(sub) is type(leaf) and isinstance(leaf, sp.LinearSpace):
+                f0, f1 = leaf._edges()
+                a0, a1 = sub._edges()
+                if a0 < f0 - 1e-9 or a1 > f1 + 1e-9:
+                    raise ConfigurationError(
+                        f"transfer_learning_active_config_space[{name!r}] = {sub!r} is not inside config_space's "
+                        f"{leaf!r}. config_space must cover every task's ranges."
+                    )
+                lo.append((a0 - f0) / (f1 - f0))
+                hi.append((a1 - f0) / (f1 - f0))
+            else:
+                raise ConfigurationError(
+                    f"transfer_learning_active_config_space[{name!r}] = {sub!r} must be the same kind of space as "
+                    f"config_space's {leaf!r} (a narrower range, or a subset of the categories)."
+                )
+        return np.asarray(lo), np.asarray(hi)
+
+    # --- configurations -----------------------------------------------------
+
+    def _values(self, config: dict) -> np.ndarray:
+        """A user config -> stored values ``(n_params,)``, snapped onto the space."""
+        if not isinstance(config, dict):
+            raise ConfigurationError(f"A configuration must be a dict of name -> value, got {config!r}.")
+        row = []
+        for name, leaf in zip(self._names, self._leaves):
+            if name not in config:
+                raise ConfigurationError(
+                    f"Configuration {config!r} has no value for {name!r}. Expected keys: {', '.join(self._names)}."
+                )
+            value = config[name]
+            if isinstance(leaf, sp.DiscreteSpace) and leaf.is_categorical:
+                if value not in leaf.values:
+                    raise ConfigurationError(
+                        f"{name}={value!r} is not one of {leaf.values!r}.{closest(value, leaf.values)}"
+                    )
+                row.append(float(leaf.values.index(value)))
+            else:
+                row.append(float(value))
+        return np.asarray(fm.canonical(self._cfg, jnp.asarray([row])))[0]
+
+    def _config(self, values: np.ndarray) -> dict:
+        params = {n: leaf.to_python(v) for n, leaf, v in zip(self._names, self._leaves, values)}
+        return {k: params[k] if k in params else self._constants[k] for k in self._config_space}
+
+    def _full_config(self, config: dict) -> dict:
+        return self._config(self._values(config))
+
+    def _restrict_entries(self, configs) -> list[dict]:
+        """Restricted configurations with their stored values and keys, computed once."""
+        entries = []
+        for c in configs:
+            values = self._values(c)
+            entries.append(dict(config=self._config(values), values=values, key=self._key(values)))
+        return entries
+
+    def _key(self, values: np.ndarray) -> tuple:
+        return tuple(
+            int(round(v)) if np.dtype(leaf.dtype).kind in "iu" else float(f"{v:.7g}")
+            for leaf, v in zip(self._leaves, values)
+        )
+
+    def _initial_points(self, points):
+        if points is None:
+            u = np.full((1, self._cfg.n_dims), 0.5)
+            return [self._config(np.asarray(fm.decode(self._cfg, jnp.asarray(u)))[0])]
+        mid = self._config(np.asarray(fm.decode(self._cfg, jnp.full((1, self._cfg.n_dims), 0.5)))[0])
+        return [self._full_config({**mid, **p}) for p in points]
+
+    def _is_active(self, trial) -> bool:
+        tl = self._options["transfer_learning_task_attr"]
+        return tl is None or trial["config"][tl] == self._options["transfer_learning_active_task"]
+
+    def _taken(self) -> set:
+        """Keys of configurations not to propose again: observed, pending and failed (active task)."""
+        if self._options["allow_duplicates"]:
+            return set()
+        return {t["key"] for t in self._trials.values() if self._is_active(t)}
+
+    # --- the ask/tell API -------------------------------------------------------
+
+    def get_config(self, trial_id=None) -> dict | None:
+        """The next configuration to evaluate, or None if the space is exhausted.
+
+        With a ``trial_id`` it is registered as pending right away.
+        """
+        key = jax.random.fold_in(jax.random.PRNGKey(self._seed), self._counter)
+        self._counter += 1
+        config = self._suggest(key)
+        if config is not None and trial_id is not None:
+            self.register_pending(trial_id, config)
+        return config
+
+    def register_pending(self, trial_id, config: dict) -> None:
+        """Mark ``config`` as being evaluated by ``trial_id`` (fantasized until its result arrives)."""
+        trial = self._trials.get(trial_id)
+        if trial is None or trial["status"] != "pending":
+            self._record(trial_id, config, "pending")
+
+    def on_trial_result(self, trial_id, config: dict, result: dict) -> None:
+        """Record ``result[metric]`` for ``trial_id``; NaN/inf marks the trial failed.
+
+        Unknown trial IDs are accepted (e.g. data of other tasks for transfer learning).
+        """
+        if not isinstance(result, dict) or self._metric not in result:
+            keys = list(result) if isinstance(result, dict) else result
+            raise ConfigurationError(
+                f"on_trial_result for trial {trial_id!r}: the result {keys!r} has no {self._metric!r} "
+                f"(the metric this searcher optimizes).{closest(self._metric, result if isinstance(result, dict) else [])}"
+            )
+        value = float(result[self._metric])
+        if not math.isfinite(value):
+            self._record(trial_id, config, "failed")
+            return
+        criterion = float(self._map_reward(value))
+        if self._options["boxcox_transform"] and not criterion > 0:
+            raise ConfigurationError(
+                f"boxcox_transform needs a positive criterion, got {criterion!r} from {self._metric}={value!r} "
+                f"(trial {trial_id!r}). For mode='max' choose map_reward='<a>_minus_x' with a > every metric value; "
+                f"for mode='min' shift the metric, or set boxcox_transform=False."
+            )
+        self._record(trial_id, config, "observed", metric=value, criterion=criterion)
+
+    def evaluation_failed(self, trial_id) -> None:
+        """The evaluation of ``trial_id`` failed: it is never data, and never proposed again."""
+        trial = self._trials.get(trial_id)
+        if trial is None:
+            logger.warning("evaluation_failed: unknown trial %r ignored.", trial_id)
+            return
+        trial.update(status="failed", metric=None, criterion=None)
+
+    def _record(self, trial_id, config, status, metric=None, criterion=None):
+        previous = self._trials.get(trial_id)
+        if config is None and previous is not None:
+            config = previous["config"]
+        values = self._values(config)
+        self._trials[trial_id] = dict(
+            config=self._config(values), values=values, key=self._key(values), status=status,
+            metric=metric, criterion=criterion, x=None,
+        )
+
+    # --- suggestions --------------------------------------------------------
+
+    def _suggest(self, key):
+        taken = self._taken()
+        allowed = None if self._restrict is None else {e["key"] for e in self._restrict}
+        while self._points:
+            config = self._points.pop(0)
+            k = self._key(self._values(config))
+            if k not in taken and (allowed is None or k in allowed):
+                return self._take(config, k)
+        n_active = sum(self._is_active(t) for t in self._trials.values())
+        observed = [t for t in self._trials.values() if t["status"] == "observed"]
+        k_model, k_random = jax.random.split(key)
+        if n_active < self._options["num_init_random"] or not observed:
+            return self._random(k_random, taken)
+        return self._model_based(k_model, k_random, observed, taken)
+
+    def _take(self, config, key):
+        """Hand out ``config``; a restricted entry is popped off the list unless duplicates are allowed."""
+        if self._restrict is not None and not self._options["allow_duplicates"]:
+            self._restrict = [e for e in self._restrict if e["key"] != key]
+        return dict(config)
+
+    def _restricted_candidates(self, taken):
+        return [e for e in self._restrict if e["key"] not in taken]
+
+    def _random(self, key, taken):
+        if self._restrict is not None:
+            entries = self._restricted_candidates(taken)
+            if not entries:
+                return None
+            e = entries[int(jax.random.randint(key, (), 0, len(entries)))]
+            return self._take(e["config"], e["key"])
+        for attempt in range(_RANDOM_RETRIES):
+            U = fm.sample_candidates(self._cfg, jax.random.fold_in(key, attempt), self._options["num_init_candidates"])
+            for values in np.asarray(fm.decode(self._cfg, U)):
+                if self._key(values) not in taken:
+                    return self._config(values)
+        return None
+
+    def _model_data(self, key, observed):
+        """Inputs and criterion of the observations the GP sees (subsampled beyond ``max_size_data_for_model``)."""
+        c = np.asarray([t["criterion"] for t in observed])
+        for t in observed:
+            if t["x"] is None:
+                t["x"] = np.asarray(fm.encode(self._cfg, jnp.asarray(t["values"][None])))[0]
+        X = np.stack([t["x"] for t in observed])
+        keep = subsample(c, self._options["max_size_data_for_model"], self._options["max_size_top_fraction"],
+                         np.random.default_rng(np.asarray(jax.random.key_data(key)).ravel()))
+        return X[keep], c[keep]
+
+    def _model_based(self, key, k_random, observed, taken):
+        k_sub, k_fit, k_fant, k_cand = jax.random.split(key, 4)
+        o, cfg = self._options, self._cfg
+        X, c = self._model_data(k_sub, observed)
+        cap = None if o["max_size_data_for_model"] is None else _bucket(o["max_size_data_for_model"], _MIN_DATA_BUCKET)
+        n_pad = _bucket(len(c), _MIN_DATA_BUCKET) if cap is None else min(_bucket(len(c), _MIN_DATA_BUCKET), cap)
+        Xb = np.zeros((n_pad, cfg.n_dims), np.float32)
+        cb = np.ones(n_pad, np.float32)
+        valid = np.arange(n_pad) < len(c)
+        Xb[: len(c)], cb[: len(c)] = X, c
+        dtype = jnp.zeros(()).dtype
+        Xb, cb, valid = jnp.asarray(Xb, dtype), jnp.asarray(cb, dtype), jnp.asarray(valid)
+        self._maybe_fit(len(observed), Xb, cb, valid, k_fit)
+
+        pending = [] if o["no_fantasizing"] else [t for t in self._trials.values() if t["status"] == "pending"]
+        p_pad = _bucket(len(pending), _MIN_PENDING_BUCKET)
+        Xp = np.zeros((p_pad, cfg.n_dims), np.float32)
+        if pending:
+            Xp[: len(pending)] = np.asarray(fm.encode(cfg, jnp.asarray(np.stack([t["values"] for t in pending]))))
+        pmask = jnp.asarray(np.arange(p_pad) < len(pending))
+        if self._restrict is not None:
+            configs = self._restricted_candidates(taken)
+            if not configs:
+                return None
+            m = _bucket(len(configs), _MIN_PENDING_BUCKET)
+            V = np.stack([e["values"] for e in configs] + [configs[0]["values"]] * (m - len(configs)))
+            U = jnp.asarray(self._unembed(np.asarray(fm.encode(cfg, jnp.asarray(V)))), dtype)
+        else:
+            U = fm.sample_candidates(cfg, k_cand, o["num_init_candidates"])
+            configs = None
+        fant, scores = fm.propose(cfg, self._theta, Xb, cb, valid, jnp.asarray(Xp, dtype), pmask, U, k_fant)
+        scores = np.array(scores)
+        if configs is not None:
+            scores[len(configs):] = -np.inf
+        decoded = np.asarray(fm.decode(cfg, U))
+        order = np.argsort(-np.where(np.isfinite(scores), scores, -np.inf), kind="stable")
+        best = next((i for i in order if np.isfinite(scores[i]) and self._key(decoded[i]) not in taken), None)
+        if best is None:
+            best = next((i for i in order if self._key(decoded[i]) not in taken and (configs is None or i < len(configs))), None)
+        if best is None:
+            return self._random(k_random, taken)
+        if configs is not None:
+            return self._take(configs[best]["config"], configs[best]["key"])
+        if o["skip_local_optimization"]:
+            return self._config(decoded[best])
+        u = fm.refine(cfg, fant, U[best])
+        values = np.asarray(fm.decode(cfg, u[None]))[0]
+        if self._key(values) in taken:
+            values = decoded[best]
+        return self._config(values)
+
+    def _unembed(self, X):
+        lo, hi = np.asarray(self._cfg.lo), np.asarray(self._cfg.hi)
+        width = hi - lo
+        return np.where(width > 0, np.clip((X - lo) / np.where(width > 0, width, 1.0), 0.0, 1.0), 0.0)
+
+    def _maybe_fit(self, n_obs, X, c, valid, key):
+        o = self._options
+        skip = n_obs >= o["opt_skip_init_length"] and (n_obs - o["opt_skip_init_length"]) % o["opt_skip_period"] != 0
+        if self._theta is not None and (n_obs == self._n_obs_at_fit or skip):
+            return
+        init = self._theta if (o["opt_warmstart"] and self._theta is not None) else fm.default_theta(self._cfg)
+        self._theta = fm.fit(self._cfg, init, X, c, valid, key)
+        self._n_obs_at_fit = n_obs
+        if o["opt_verbose"]:
+            logger.info("GPFIFOSearcher: fitted on %d observations: %s", n_obs, fm.theta_to_json(self._theta))
+
+    # --- state --------------------------------------------------------------
+
+    def get_state(self) -> dict:
+        """The mutable state as plain JSON types (see :meth:`clone_from_state`)."""
+        return {
+            "version": 1,
+            "trials": [
+                {"trial_id": tid, "config": t["config"], "status": t["status"], "metric": t["metric"]}
+                for tid, t in self._trials.items()
+            ],
+            "points_to_evaluate": [dict(p) for p in self._points],
+            "restrict_configurations": None if self._restrict is None else [dict(e["config"]) for e in self._restrict],
+            "random_seed": self._seed,
+            "counter": self._counter,
+            "theta": None if self._theta is None else fm.theta_to_json(self._theta),
+            "n_obs_at_fit": self._n_obs_at_fit,
+        }
+
+    def clone_from_state(self, state: dict) -> "GPFIFOSearcher":
+        """A searcher with this one's options and ``state`` (from :meth:`get_state`, possibly via JSON)."""
+        if not isinstance(state, dict) or state.get("version") != 1:
+            raise ConfigurationError("clone_from_state expects a dict returned by GPFIFOSearcher.get_state().")
+        clone = GPFIFOSearcher(self._config_space, self._metric, self._mode, points_to_evaluate=[],
+                               random_seed=state["random_seed"], **self._user_options)
+        for t in state["trials"]:
+            tid = t["trial_id"]
+            if t["status"] == "observed":
+                clone.on_trial_result(tid, t["config"], {self._metric: t["metric"]})
+            else:
+                clone._record(tid, t["config"], t["status"])
+        clone._points = [clone._full_config(p) for p in state["points_to_evaluate"]]
+        if state["restrict_configurations"] is not None:
+            clone._restrict = clone._restrict_entries(state["restrict_configurations"])
+        clone._counter = int(state["counter"])
+        clone._theta = None if state["theta"] is None else fm.theta_from_json(clone._cfg, state["theta"])
+        clone._n_obs_at_fit = int(state["n_obs_at_fit"])
+        return clone
+
+    @property
+    def metric(self) -> str:
+        return self._metric
+
+    @property
+    def mode(self) -> str:
+        return self._mode
+
+
+def subsample(criterion: np.ndarray, max_size: int | None, top_fraction: float, rng: np.random.Generator) -> np.ndarray:
+    """Indices of at most ``max_size`` observations: the best ``round(top_fraction * max_size)``
+    (lowest criterion) and the rest drawn at random without replacement; sorted, so the data keep their order."""
+    n = len(criterion)
+    if max_size is None or n <= max_size:
+        return np.arange(n)
+    n_top = min(int(round(top_fraction * max_size)), max_size)
+    order = np.argsort(criterion, kind="stable")
+    top, rest = order[:n_top], order[n_top:]
+    drawn = rng.choice(rest, size=max_size - n_top, replace=False) if max_size > n_top else np.empty(0, int)
+    return np.sort(np.concatenate([top, drawn]).astype(int))
