@@ -95,6 +95,9 @@ class BayesianSearch(Optimizer):
         n_parallel: configurations per batch.
         hallucination: Kriging Believer strategy for the parallel slots.
         prior: priors of the GP hyperparameter fit.
+        output_warping: log-compress results worse than the median before
+            fitting (see :func:`hyperoptax.gp.compress_tail`), so outliers do
+            not flatten the surface near the optimum.
     """
 
     jitter: float = 1e-6
@@ -109,6 +112,7 @@ class BayesianSearch(Optimizer):
     n_parallel: int = 4
     hallucination: acq.BaseHallucination = dataclasses.field(default_factory=acq.SampleHallucination)
     prior: gp.GPPrior = dataclasses.field(default_factory=gp.GPPrior)
+    output_warping: bool = False
 
     def __post_init__(self):
         self._validate()
@@ -159,8 +163,10 @@ class BayesianSearch(Optimizer):
     def _targets(self, state):
         """Standardized, maximized targets and the mask of usable rows."""
         valid = state.succeeded
-        y = state.y if self.maximize else -state.y
-        z, _, _ = gp.standardize(jnp.where(valid, y, 0.0), valid)
+        y = jnp.where(valid, state.y if self.maximize else -state.y, 0.0)
+        if self.output_warping:
+            y = gp.compress_tail(y, valid)
+        z, _, _ = gp.standardize(y, valid)
         return z, valid
 
     def _learn(self, state, key):
@@ -239,8 +245,9 @@ RECOMMENDED = dict(
     kernel=kernels.Matern(length_scale=0.5, nu=2.5),
     acquisition=acq.LogEI(),
     n_candidates=2000,
-    n_restarts=8,
+    n_restarts=4,
     n_lbfgs_steps=20,
-    n_hparam_steps=60,
+    n_hparam_steps=30,
+    output_warping=True,
 )
 """Fields of :meth:`BayesianSearch.recommended`: ``BayesianSearch.init(space, n_max, **RECOMMENDED)``."""

@@ -129,6 +129,24 @@ def standardize(y: jax.Array, valid: jax.Array):
     return jnp.where(valid, (y_safe - loc) / scale, 0.0), loc, scale
 
 
+def compress_tail(y: jax.Array, valid: jax.Array) -> jax.Array:
+    """Log-compress targets below the median (maximized targets), keep the rest.
+
+    A few terrible trials (a diverged run, Branin's corners) otherwise dominate
+    the standard deviation, and the differences that matter near the optimum
+    shrink below the noise floor. Values worse than the median are mapped to
+    ``med - s * log1p((med - y) / s)`` with ``s`` the spread of the upper half:
+    monotone, so the incumbent and the ordering are unchanged.
+    """
+    med = jnp.nanmedian(jnp.where(valid, y, jnp.nan))
+    top = jnp.max(jnp.where(valid, y, -jnp.inf))
+    s = jnp.maximum(top - med, 1e-12 * (1.0 + jnp.abs(med)))
+    below = valid & (y < med)
+    gap = jnp.where(below, (med - y) / s, 0.0)
+    out = jnp.where(below, med - s * jnp.log1p(gap), y)
+    return jnp.where(valid & jnp.isfinite(med), out, jnp.where(valid, y, 0.0))
+
+
 def default_params(n_dims: int, length_scale=1.0, dtype=None) -> GPParams:
     """Starting hyperparameters: the kernel's length scale, unit amplitude, small noise."""
     dtype = dtype or jnp.zeros(()).dtype
