@@ -151,6 +151,9 @@ class GPFIFOSearcher:
             raise ConfigurationError("config_space contains no hyperoptax Space to search over.")
         self._constants = {k: v for k, v in config_space.items() if not isinstance(v, sp.Space)}
         self._leaves = tuple(config_space[n] for n in self._names)
+        self._continuous = np.asarray(
+            [isinstance(leaf, sp.LinearSpace) and np.dtype(leaf.dtype).kind == "f" for leaf in self._leaves]
+        )
         self._map_reward = _parse_map_reward(opts["map_reward"]) if mode == "max" else (lambda x: x)
         self._cfg = self._model_config(opts)
         self._seed = int(np.random.default_rng().integers(2**31)) if random_seed is None else int(random_seed)
@@ -295,7 +298,11 @@ class GPFIFOSearcher:
                 row.append(float(leaf.values.index(value)))
             else:
                 row.append(float(value))
-        return np.asarray(fm.canonical(self._cfg, jnp.asarray([row])))[0]
+        snapped = np.asarray(fm.canonical(self._cfg, jnp.asarray([row])), np.float64)[0]
+        # Continuous values are kept as given (clipped): a float32 exp(log(x)) trip could move them by an
+        # ulp, and a searcher rebuilt from its JSON state must see bit-identical data.
+        raw = np.clip(row, [leaf.lower_bound for leaf in self._leaves], [leaf.upper_bound for leaf in self._leaves])
+        return np.where(self._continuous, raw, snapped)
 
     def _config(self, values: np.ndarray) -> dict:
         params = {n: leaf.to_python(v) for n, leaf, v in zip(self._names, self._leaves, values)}
