@@ -1,0 +1,400 @@
+"""BayesianSearch end to end.
+
+Compiling a BayesianSearch step costs 5-30 s here, and every distinct
+(optimizer, space, n_max) triple compiles anew. So the tests share two
+configurations -- ``OPT`` on ``SPACE`` (maximize, n_parallel=3, n_max=20: the
+last batch overflows) and ``MIXED_OPT`` on ``MIXED`` (minimize, strings and
+integers, n_parallel=1) -- and the expensive runs are module-scoped fixtures.
+Equal optimizers are equal frozen dataclasses, so they share compiled steps.
+Tests that pay a first compilation (20-40 s, more on a loaded machine) are
+marked ``slow``; they still run by default.
+"""
+
+from __future__ import annotations
+
+import math
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+import hyperoptax as hx
+from hyperoptax import base
+from hyperoptax.errors import ConfigurationError, ObjectiveError
+
+# Matérn-5/2 + LogEI (the recommended components) at small sizes; MIXED_OPT keeps the spec's
+# Matérn-1/2 + PI, which on SPACE does *not* beat random search in 20 evaluations (see the report).
+OPT = dict(
+    n_candidates=64, n_restarts=1, n_lbfgs_steps=3, n_hparam_steps=5, n_parallel=3,
+    kernel=hx.Matern(nu=2.5), acquisition=hx.LogEI(),
+)
+SPACE = {"x": hx.LinearSpace(-2.0, 2.0), "y": hx.LinearSpace(-2.0, 2.0)}
+N_MAX = 20  # not a multiple of n_parallel=3: 7 iterations, the last batch overflows by one
+OPTIMUM = {"x": 0.5, "y": -0.3}
+
+MIXED_OPT = dict(n_candidates=64, n_restarts=1, n_lbfgs_steps=3, n_hparam_steps=5, n_parallel=1, maximize=False)
+MIXED = {"opt": hx.DiscreteSpace(["adam", "sgd", "rmsprop"]), "layers": hx.QLinearSpace(1, 6), "rate": hx.LinearSpace(0.0, 1.0)}
+
+
+def quadratic(key, params):
+    return -((params["x"] - 0.5) ** 2) - (params["y"] + 0.3) ** 2
+
+
+def mixed_loss(key, params):
+    # best: opt == "sgd" (index 1), layers == 4, rate == 0.25
+    return (
+        jnp.where(params["opt"] == 1, 0.0, 1.0)
+        + 0.1 * jnp.abs(params["layers"] - 4).astype(jnp.float32)
+        + (params["rate"] - 0.25) ** 2
+    )
+
+
+@pytest.fixture(scope="module")
+def run_quadratic():
+    state, opt = hx.BayesianSearch.init(SPACE, n_max=N_MAX, **OPT)
+    final, hist = opt.optimize(state, jax.random.key(0), quadratic)
+    return opt, final, hist
+
+
+# --------------------------------------------------------------------------
+# Configuration
+# --------------------------------------------------------------------------
+
+
+def test_spec_defaults():
+    opt = hx.BayesianSearch()
+    assert opt.jitter == 1e-6
+    assert isinstance(opt.kernel, hx.Matern) and opt.kernel.nu == 0.5
+    assert isinstance(opt.acquisition, hx.PI) and opt.acquisition.xi == 0.01
+    assert (opt.n_candidates, opt.n_restarts, opt.n_lbfgs_steps, opt.n_hparam_steps, opt.n_warmup) == (1000, 2, 10, 20, 1)
+    assert opt.maximize is True and opt.n_parallel == 4
+    assert isinstance(opt.hallucination, hx.SampleHallucination)
+    assert hx.BayesianSearch() == hx.BayesianSearch()  # frozen configuration: equal optimizers share compiled steps
+    assert hash(hx.BayesianSearch()) == hash(hx.BayesianSearch())
+
+
+def test_recommended_preset():
+    opt = hx.BayesianSearch.recommended()
+    assert isinstance(opt.kernel, hx.Matern) and opt.kernel.nu == 2.5
+    assert isinstance(opt.acquisition, hx.LogEI)
+    assert opt.n_candidates >= 1000 and opt.n_restarts >= 2 and opt.n_hparam_steps >= 20
+    assert hx.BayesianSearch.recommended(n_parallel=2).n_parallel == 2
+    assert hx.BayesianSearch.recommended(n_parallel=2).acquisition == opt.acquisition
+    assert hx.BayesianSearch(**hx.RECOMMENDED) == opt
+
+
+@pytest.mark.parametrize(
+    "kwargs, pattern",
+    [
+        (dict(n_parallel=0), "n_parallel"),
+        (dict(n_parallel=2.5), "n_parallel"),
+        (dict(n_max=0), "n_max"),
+        (dict(kernel="rbf"), "kernel"),
+        (dict(acquisition="ei"), "acquisition"),
+        (dict(n_candidates=0), "n_candidates"),
+        (dict(n_restarts=-1), "n_restarts"),
+        (dict(hallucination=3), "hallucination"),
+        (dict(maximize="yes"), "maximize"),
+        (dict(jitter=-1.0), "jitter"),
+    ],
+)
+def test_bad_options_raise_configuration_error(kwargs, pattern):
+    with pytest.raises(ConfigurationError, match=pattern) as info:
+        hx.BayesianSearch.init(SPACE, **{"n_max": 8, **kwargs})
+    assert isinstance(info.value, ValueError)
+    bad = next(iter(kwargs.values()))
+    assert repr(bad) in str(info.value)
+
+
+def test_init_state_shapes_and_dtypes():
+    state, opt = hx.BayesianSearch.init(SPACE, n_max=N_MAX, **OPT)
+    assert isinstance(state, hx.BayesianSearchState) and isinstance(opt, hx.BayesianSearch)
+    assert opt.n_parallel == 3 and opt.n_candidates == 64
+    assert state.space == SPACE
+    assert state.X.shape == (N_MAX, 2) and state.X.dtype == jnp.float32
+    assert state.y.shape == (N_MAX,) and state.y.dtype == jnp.float32
+    assert state.mask.shape == (N_MAX,) and state.mask.dtype == jnp.bool_ and not bool(state.mask.any())
+    assert state.log_length_scale.shape == (2,) and state.log_length_scale.dtype == jnp.float32
+    # the state is a pytree whose leaves are exactly its arrays (the space is static)
+    leaves = jax.tree.leaves(state)
+    assert all(isinstance(leaf, jax.Array) for leaf in leaves)
+    assert any(leaf is state.X for leaf in leaves)
+
+
+def test_log_length_scale_has_one_entry_per_unit_cube_dimension():
+    state, _ = hx.BayesianSearch.init(MIXED, n_max=4, **MIXED_OPT)
+    assert state.X.shape == (4, 3)  # one column per parameter
+    assert state.log_length_scale.shape == (3 + 1 + 1,)  # one-hot "opt" has three coordinates
+
+
+def test_best_params_without_any_success_raises():
+    state, opt = hx.BayesianSearch.init(SPACE, n_max=N_MAX, **OPT)
+    with pytest.raises(ConfigurationError, match="No successful trial"):
+        opt.best_params(state)
+    assert float(opt.best_result(state)) == -math.inf
+
+
+# --------------------------------------------------------------------------
+# Suggestions
+# --------------------------------------------------------------------------
+
+
+def _assert_batch_in_space(params, n):
+    assert set(params) == {"x", "y"}
+    for leaf in params.values():
+        assert leaf.shape == (n,) and leaf.dtype == jnp.float32
+        assert bool(jnp.all(jnp.isfinite(leaf)))
+        assert bool(jnp.all((leaf >= -2.0) & (leaf <= 2.0)))
+
+
+@pytest.mark.slow
+def test_get_next_params_shapes_dtypes_and_bounds(key):
+    state, opt = hx.BayesianSearch.init(SPACE, n_max=N_MAX, **OPT)
+    params = opt.get_next_params(state, key)  # warm-up: random
+    _assert_batch_in_space(params, 3)
+    state = opt.update_state(state, key, quadratic(None, params), params)
+    params = opt.get_next_params(state, jax.random.key(1))  # GP
+    _assert_batch_in_space(params, 3)
+
+
+@pytest.mark.slow
+def test_gp_suggestions_on_mixed_space_are_already_transformed(key):
+    state, opt = hx.BayesianSearch.init(MIXED, n_max=N_MAX, **MIXED_OPT)
+    for i in range(3):
+        params = opt.get_next_params(state, jax.random.key(i))
+        assert params["opt"].dtype == jnp.int32 and params["layers"].dtype == jnp.int32
+        assert params["rate"].dtype == jnp.float32
+        assert params["opt"].shape == params["layers"].shape == params["rate"].shape == (1,)
+        assert 0 <= int(params["opt"][0]) <= 2 and 1 <= int(params["layers"][0]) <= 6
+        assert 0.0 <= float(params["rate"][0]) <= 1.0
+        state = opt.update_state(state, key, mixed_loss(None, params), params)
+
+
+def test_update_state_accepts_pytree_or_array(key):
+    state, opt = hx.BayesianSearch.init(SPACE, n_max=N_MAX, **OPT)
+    params = opt.get_next_params(state, key)
+    results = quadratic(None, params)
+    from_tree = opt.update_state(state, key, results, params)
+    # columns follow the space's leaf order (dict keys sorted: x, y)
+    from_array = opt.update_state(state, key, results, jnp.stack([params["x"], params["y"]], axis=1))
+    for a, b in zip(jax.tree.leaves(from_tree), jax.tree.leaves(from_array)):
+        np.testing.assert_array_equal(a, b)
+    assert int(from_tree.n_observed) == 3
+    np.testing.assert_array_equal(from_tree.mask, np.arange(N_MAX) < 3)
+    np.testing.assert_allclose(from_tree.y[:3], results)
+    np.testing.assert_array_equal(from_tree.X[:3, 0], params["x"])
+
+
+def test_update_state_rejects_wrong_batch_sizes(key):
+    state, opt = hx.BayesianSearch.init(SPACE, n_max=N_MAX, **OPT)
+    params = {"x": jnp.zeros(3), "y": jnp.zeros(3)}
+    with pytest.raises(ObjectiveError, match=r"\(2,\)"):
+        opt.update_state(state, key, jnp.zeros(2), params)
+    with pytest.raises(ConfigurationError, match="n_parallel=3"):
+        opt.update_state(state, key, jnp.zeros(3), jnp.zeros((4, 2)))
+
+
+# --------------------------------------------------------------------------
+# Whole runs
+# --------------------------------------------------------------------------
+
+
+def test_optimize_default_iterations_fill_the_buffer_with_overflow(run_quadratic):
+    opt, state, (params_hist, results_hist) = run_quadratic
+    assert opt.default_n_iterations(hx.BayesianSearch.init(SPACE, n_max=N_MAX, **OPT)[0]) == 7
+    assert len(params_hist) == len(results_hist) == 7  # ceil(20 / 3)
+    assert bool(state.mask.all()) and int(state.n_observed) == N_MAX
+    # the first 20 of the 21 proposals were written, in order; the 21st was dropped
+    all_y = np.concatenate([np.asarray(r) for r in results_hist])
+    np.testing.assert_allclose(state.y, all_y[:N_MAX], rtol=1e-6)
+    all_x = np.concatenate([np.asarray(p["x"]) for p in params_hist])
+    np.testing.assert_allclose(state.X[:, 0], all_x[:N_MAX])
+    assert opt.default_n_iterations(state) == 0
+
+
+def test_maximize_best_result_and_params(run_quadratic):
+    opt, state, _ = run_quadratic
+    best = float(opt.best_result(state))
+    assert best == pytest.approx(float(jnp.max(state.y)))
+    bp = opt.best_params(state)
+    assert set(bp) == {"x", "y"} and all(type(v) is float for v in bp.values())
+    assert quadratic(None, bp) == pytest.approx(best, abs=1e-5)
+    # 20 evaluations find the basin of a smooth 2-D quadratic on [-2, 2]^2
+    assert best > -0.15, (best, bp)
+
+
+@pytest.mark.xfail(
+    reason="BUG: BayesianSearch proposes the same point n_parallel times in one batch. Likely cause: "
+    "_gp_batch keeps y_best fixed while filling the batch; when the hallucinated "
+    "value (SampleHallucination's posterior draw, UCBHallucination always) exceeds y_best, the acquisition at "
+    "the just-appended point stays maximal (its std collapses to the noise, so EI ~ y_fake - y_best > 0, "
+    "PI ~ 1) and the next slot proposes the same point again: batches contain duplicates. Fix: "
+    "y_best = max(y_best, y_fake) after each append (as in the Kriging Believer / constant liar).",
+    strict=True,
+)
+@pytest.mark.slow
+def test_gp_batch_does_not_repeat_a_point(key):
+    # The Kriging Believer exists so that each slot of a batch "looks elsewhere".
+    state, opt = hx.BayesianSearch.init(SPACE, n_max=N_MAX, **OPT)
+    params = opt.get_next_params(state, key)
+    state = opt.update_state(state, key, quadratic(None, params), params)
+    params = opt.get_next_params(state, jax.random.key(1))  # here: [2, -2] three times
+    X = np.stack([np.asarray(params["x"]), np.asarray(params["y"])], 1)
+    assert len({tuple(row) for row in X.round(4)}) == 3, X
+
+
+def test_beats_random_search_with_the_same_budget():
+    state, opt = hx.BayesianSearch.init(SPACE, n_max=N_MAX, **OPT)
+    rs_state, rs = hx.RandomSearch.init(SPACE, n_max=N_MAX, n_parallel=3)
+    bo_regret, rs_regret = [], []
+    for seed in range(3):
+        final, _ = opt.optimize(state, jax.random.key(100 + seed), quadratic)
+        bo_regret.append(-float(opt.best_result(final)))
+        final, _ = rs.optimize(rs_state, jax.random.key(100 + seed), quadratic)
+        rs_regret.append(-float(rs.best_result(final)))
+    assert np.mean(bo_regret) < 0.5 * np.mean(rs_regret), (bo_regret, rs_regret)
+    assert max(bo_regret) < 0.15, bo_regret
+
+
+@pytest.fixture(scope="module")
+def run_mixed():
+    state, opt = hx.BayesianSearch.init(MIXED, n_max=N_MAX, **MIXED_OPT)
+    before = base.compile_count()
+    final, hist = opt.optimize(state, jax.random.key(1), mixed_loss)
+    compiled = base.compile_count() - before
+    return opt, state, final, hist, compiled
+
+
+@pytest.mark.slow
+def test_minimize_mixed_space_returns_user_values(run_mixed):
+    opt, _, state, (params_hist, results_hist), _ = run_mixed
+    assert len(results_hist) == N_MAX
+    best = float(opt.best_result(state))
+    assert best == pytest.approx(float(jnp.min(state.y)))
+    bp = opt.best_params(state)
+    assert bp["opt"] in ("adam", "sgd", "rmsprop") and type(bp["layers"]) is int and type(bp["rate"]) is float
+    assert float(mixed_loss(None, {"opt": jnp.int32(["adam", "sgd", "rmsprop"].index(bp["opt"])),
+                                   "layers": jnp.int32(bp["layers"]), "rate": jnp.float32(bp["rate"])})) == pytest.approx(best, abs=1e-5)
+    # minimizing: the best found is the categorical optimum
+    assert bp["opt"] == "sgd", bp
+    assert best < 0.3, bp
+    decoded = hx.decode_params(MIXED, params_hist[0])
+    assert decoded["opt"][0] in ("adam", "sgd", "rmsprop") and type(decoded["layers"][0]) is int
+
+
+@pytest.mark.slow
+def test_steps_compile_once_over_a_20_iteration_run(run_mixed):
+    opt, state, _, (params_hist, _), compiled = run_mixed
+    assert len(params_hist) == 20
+    # at most one get_next_params and one update_state compilation (zero if another test compiled them)
+    assert compiled <= 2, compiled
+    before = base.compile_count()
+    opt.optimize(state, jax.random.key(2), mixed_loss, n_iterations=20)
+    equal_optimizer = hx.BayesianSearch(**MIXED_OPT)  # a new but equal optimizer reuses the compiled steps
+    equal_optimizer.optimize(state, jax.random.key(3), mixed_loss, n_iterations=3)
+    assert base.compile_count() == before
+
+
+@pytest.mark.slow
+def test_optimize_and_jitted_optimize_scan_agree():
+    state, opt = hx.BayesianSearch.init(SPACE, n_max=N_MAX, **OPT)
+    key = jax.random.key(5)
+    final_loop, (params_loop, results_loop) = opt.optimize(state, key, quadratic, n_iterations=3)
+    final_scan, (params_scan, results_scan) = jax.jit(lambda s, k: opt.optimize_scan(s, k, quadratic, n_iterations=3))(state, key)
+    assert results_scan.shape == (3, 3) and params_scan["x"].shape == (3, 3)
+    np.testing.assert_allclose(results_scan, np.stack(results_loop), rtol=1e-4, atol=1e-5)
+    np.testing.assert_allclose(params_scan["x"], np.stack([p["x"] for p in params_loop]), rtol=1e-4, atol=1e-5)
+    np.testing.assert_allclose(final_scan.y, final_loop.y, rtol=1e-4, atol=1e-5)
+    np.testing.assert_array_equal(final_scan.mask, final_loop.mask)
+
+
+def test_objective_with_wrong_output_shape_raises_before_running():
+    state, opt = hx.BayesianSearch.init(SPACE, n_max=N_MAX, **OPT)
+    calls = []
+
+    def vector_objective(key, params):
+        calls.append(1)  # counts traces and eager calls alike
+        return jnp.stack([params["x"], params["y"]])
+
+    with pytest.raises(ObjectiveError, match="scalar"):
+        opt.optimize_scan(state, jax.random.key(0), vector_objective, n_iterations=2)
+    with pytest.raises(ObjectiveError, match="scalar"):
+        opt.optimize(state, jax.random.key(0), vector_objective, n_iterations=2)
+    assert len(calls) <= 2  # traced for its shape, never run per configuration
+    with pytest.raises(ObjectiveError, match="signature"):
+        opt.optimize(state, jax.random.key(0), lambda params: 0.0)
+
+
+# --------------------------------------------------------------------------
+# Failed trials
+# --------------------------------------------------------------------------
+
+
+def test_failed_trials_are_recorded_excluded_and_the_search_goes_on():
+    state, opt = hx.BayesianSearch.init(SPACE, n_max=N_MAX, **OPT)
+
+    def flaky(key, params):  # fails on the left half of the space
+        return jnp.where(params["x"] < 0.0, jnp.nan, quadratic(key, params))
+
+    final, (params_hist, results_hist) = opt.optimize(state, jax.random.key(7), flaky)
+    y = np.asarray(final.y)
+    failed = ~np.isfinite(y)
+    assert failed.any() and (~failed).any()
+    assert bool(final.mask.all())  # failures are stored, not skipped
+    assert int(final.n_failed) == failed.sum()
+    np.testing.assert_array_equal(final.succeeded, ~failed)
+    assert float(opt.best_result(final)) == pytest.approx(np.nanmax(y))
+    assert opt.best_params(final)["x"] >= 0.0
+    for params in params_hist:  # every proposal finite and in bounds, before and after failures
+        _assert_batch_in_space(params, 3)
+    assert np.all(np.isfinite(np.asarray(final.log_length_scale)))
+
+
+def test_first_batch_failing_entirely_goes_on(key):
+    state, opt = hx.BayesianSearch.init(SPACE, n_max=N_MAX, **OPT)
+    params = opt.get_next_params(state, key)
+    state = opt.update_state(state, key, jnp.full(3, jnp.nan), params)
+    assert int(state.n_failed) == 3 and int(state.n_observed) == 3
+    assert float(opt.best_result(state)) == -math.inf
+    with pytest.raises(ConfigurationError, match="3 failed"):
+        opt.best_params(state)
+    params = opt.get_next_params(state, jax.random.key(1))
+    _assert_batch_in_space(params, 3)
+    state = opt.update_state(state, key, quadratic(None, params), params)
+    params = opt.get_next_params(state, jax.random.key(2))
+    _assert_batch_in_space(params, 3)
+    assert int(state.n_failed) == 3 and int(state.succeeded.sum()) == 3
+    assert opt.best_params(state)["x"] in [pytest.approx(float(v)) for v in state.X[3:6, 0]]
+
+
+def test_inf_results_count_as_failures(key):
+    state, opt = hx.BayesianSearch.init(SPACE, n_max=N_MAX, **OPT)
+    params = {"x": jnp.array([0.0, 1.0, -1.0]), "y": jnp.zeros(3)}
+    state = opt.update_state(state, key, jnp.array([jnp.inf, 2.0, -jnp.inf]), params)
+    assert int(state.n_failed) == 2
+    assert float(opt.best_result(state)) == 2.0
+    assert opt.best_params(state) == {"x": 1.0, "y": 0.0}
+
+
+# --------------------------------------------------------------------------
+# Log-scaled spaces
+# --------------------------------------------------------------------------
+
+
+@pytest.mark.xfail(
+    reason="BUG: BayesianSearch._learn (and _gp_batch) encode the whole X buffer, including the zero-padded "
+    "unwritten rows; LogSpace/QLogSpace.encode(0) = log(0) = -inf, so kernel entries between padded rows are "
+    "NaN. They are masked out of the forward pass by jnp.where, but their gradients are 0 * NaN = NaN, which "
+    "fit_hyperparameters zeroes: the log dimension's length scale (and the amplitude's likelihood term) is "
+    "never fitted until the buffer is full, and acqopt's L-BFGS gets NaN->0 gradients too. Fix: encode "
+    "jnp.where(mask[:, None], X, <an in-space value>) or mask U before the kernel.",
+    strict=True,
+)
+def test_log_space_length_scale_is_fitted(key):
+    space = {"lr": hx.LogSpace(1e-4, 1.0), "x": hx.LinearSpace(0.0, 1.0)}
+    state, opt = hx.BayesianSearch.init(space, n_max=N_MAX, **OPT)
+    params = {"lr": jnp.array([1e-4, 1e-2, 0.5]), "x": jnp.array([0.1, 0.5, 0.9])}
+    state = opt.update_state(state, key, jnp.array([0.0, 1.0, 0.3]), params)
+    # the prior alone moves every log length scale away from its start, log(1.0) = 0
+    assert bool(jnp.all(state.log_length_scale != 0.0)), state.log_length_scale

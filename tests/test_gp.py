@@ -1,0 +1,287 @@
+"""The GP core: interpolation, standardization, masking, O(n²) append, hyperparameter fitting.
+
+Not run under strict dtype promotion: ``gp.standardize`` divides float32 sums by
+an int32 count, ``neg_log_marginal_likelihood`` multiplies ``valid.sum()``
+(int32) by a Python float, ``fit_hyperparameters`` does both with ``n_obs``, and
+Optax's Adam itself promotes its int32 step count.
+"""
+
+from __future__ import annotations
+
+import math
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from hyperoptax import RBF, Matern
+from hyperoptax import gp as _gp
+
+
+class _JittedGP:
+    """The gp module with its entry points jitted (kernels are hashable, hence static).
+
+    Op-by-op dispatch of the GP code costs seconds per test on a busy machine.
+    """
+
+    def __getattr__(self, name):
+        return getattr(_gp, name)
+
+    condition = staticmethod(jax.jit(_gp.condition, static_argnums=0))
+    predict = staticmethod(jax.jit(_gp.predict, static_argnums=0))
+    append = staticmethod(jax.jit(_gp.append, static_argnums=0))
+    neg_log_marginal_likelihood = staticmethod(jax.jit(_gp.neg_log_marginal_likelihood, static_argnums=1))
+    neg_log_posterior = staticmethod(jax.jit(_gp.neg_log_posterior, static_argnums=(1, 6)))
+    fit_hyperparameters = staticmethod(jax.jit(_gp.fit_hyperparameters, static_argnums=(0, 5)))
+    standardize = staticmethod(jax.jit(_gp.standardize))
+
+
+gp = _JittedGP()
+
+KERNEL = Matern(nu=2.5)
+QUIET = gp.GPParams(  # near noise-free: the floor dominates
+    log_length_scale=jnp.log(jnp.array([0.3])),
+    log_amplitude=jnp.zeros(()),
+    log_noise=jnp.full((), -20.0),
+    mean=jnp.zeros(()),
+)
+
+
+def _data(n=8, d=1, seed=0):
+    X = jax.random.uniform(jax.random.key(seed), (n, d))
+    y = jnp.sin(6.0 * X[:, 0]) + (X[:, 1] if d > 1 else 0.0)
+    return X, y
+
+
+def _params(d, ls=0.3):
+    return QUIET._replace(log_length_scale=jnp.full((d,), math.log(ls)))
+
+
+def test_posterior_interpolates_noise_free_data():
+    X, y = _data(8)
+    post = gp.condition(KERNEL, QUIET, X, y, jnp.ones(8, bool))
+    mean, std = gp.predict(KERNEL, post, X)
+    np.testing.assert_allclose(mean, y, atol=1e-3)
+    assert bool(jnp.all(std < 1e-2))
+    # away from the data the model is uncertain again
+    _, far_std = gp.predict(KERNEL, post, jnp.array([[3.0]]))
+    assert float(far_std[0]) > 0.9
+
+
+def test_predict_matches_closed_form():
+    X, y = _data(6, d=2, seed=1)
+    params = _params(2, 0.4)._replace(log_amplitude=jnp.float32(0.3), log_noise=jnp.float32(-4.0), mean=jnp.float32(0.2))
+    Xs = jax.random.uniform(jax.random.key(2), (5, 2))
+    post = gp.condition(KERNEL, params, X, y, jnp.ones(6, bool))
+    mean, std = gp.predict(KERNEL, post, Xs)
+    amp, ls = math.exp(0.3), np.full(2, 0.4)
+    noise = math.exp(-4.0) + gp.noise_floor(jnp.float32) + 1e-6
+    K = np.asarray(amp * KERNEL(X, X, ls), np.float64) + noise * np.eye(6)
+    Ks = np.asarray(amp * KERNEL(Xs, X, ls), np.float64)
+    ref_mean = 0.2 + Ks @ np.linalg.solve(K, np.asarray(y, np.float64) - 0.2)
+    ref_var = amp - np.einsum("ij,ji->i", Ks, np.linalg.solve(K, Ks.T))
+    np.testing.assert_allclose(mean, ref_mean, rtol=1e-4, atol=1e-4)
+    np.testing.assert_allclose(std, np.sqrt(ref_var), rtol=1e-3, atol=1e-4)
+
+
+def test_masked_rows_change_nothing():
+    X, y = _data(10, d=2, seed=3)
+    valid = jnp.array([True, True, False, True, False, True, True, False, True, True])
+    params = _params(2)._replace(log_noise=jnp.float32(-6.0), mean=jnp.float32(0.1))
+    # garbage in the invalid rows must not matter
+    X_pad = jnp.where(valid[:, None], X, 123.0)
+    y_pad = jnp.where(valid, y, -50.0)
+    nlml_pad = gp.neg_log_marginal_likelihood(params, KERNEL, X_pad, y_pad, valid, 1e-6)
+    nlml_sub = gp.neg_log_marginal_likelihood(params, KERNEL, X[valid], y[valid], jnp.ones(int(valid.sum()), bool), 1e-6)
+    np.testing.assert_allclose(nlml_pad, nlml_sub, rtol=1e-5)
+    # and the posterior is the same
+    Xs = jax.random.uniform(jax.random.key(4), (7, 2))
+    m_pad, s_pad = gp.predict(KERNEL, gp.condition(KERNEL, params, X_pad, y_pad, valid), Xs)
+    m_sub, s_sub = gp.predict(KERNEL, gp.condition(KERNEL, params, X[valid], y[valid], jnp.ones(7, bool)), Xs)
+    np.testing.assert_allclose(m_pad, m_sub, rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(s_pad, s_sub, rtol=1e-5, atol=1e-6)
+
+
+def test_nlml_matches_closed_form():
+    X, y = _data(6, seed=5)
+    params = _params(1)._replace(log_noise=jnp.float32(-3.0))
+    noise = math.exp(-3.0) + gp.noise_floor(jnp.float32) + 1e-6
+    K = np.asarray(KERNEL(X, X, np.array([0.3])), np.float64) + noise * np.eye(6)
+    r = np.asarray(y, np.float64)
+    ref = 0.5 * r @ np.linalg.solve(K, r) + 0.5 * np.linalg.slogdet(K)[1] + 3 * math.log(2 * math.pi)
+    got = gp.neg_log_marginal_likelihood(params, KERNEL, X, y, jnp.ones(6, bool), 1e-6)
+    np.testing.assert_allclose(got, ref, rtol=1e-4)
+
+
+def test_masked_nlml_gradient_is_finite_with_padding_garbage():
+    X, y = _data(6, seed=6)
+    valid = jnp.arange(6) < 4
+    X_pad = jnp.where(valid[:, None], X, 0.0)
+    g = jax.grad(gp.neg_log_marginal_likelihood)(_params(1), KERNEL, X_pad, y, valid, 1e-6)
+    assert all(bool(jnp.all(jnp.isfinite(leaf))) for leaf in g)
+
+
+# --------------------------------------------------------------------------
+# standardize
+# --------------------------------------------------------------------------
+
+
+def test_standardize_valid_rows():
+    y = jnp.array([1.0, 3.0, 100.0, 5.0])
+    valid = jnp.array([True, True, False, True])
+    z, loc, scale = gp.standardize(y, valid)
+    np.testing.assert_allclose(loc, 3.0)
+    np.testing.assert_allclose(scale, math.sqrt(8 / 3), rtol=1e-6)
+    np.testing.assert_allclose(z, [-2 / math.sqrt(8 / 3), 0.0, 0.0, 2 / math.sqrt(8 / 3)], rtol=1e-6)
+
+
+@pytest.mark.parametrize(
+    "y, valid",
+    [
+        ([2.5, 2.5, 2.5, 0.0], [True, True, True, False]),  # constant
+        ([1e6, 1e6, 1e6], [True, True, True]),  # constant and large
+        ([7.0, 0.0, 0.0], [True, False, False]),  # single point
+        ([0.0, 0.0], [False, False]),  # nothing yet
+    ],
+)
+def test_standardize_degenerate_targets_are_finite(y, valid):
+    z, loc, scale = gp.standardize(jnp.array(y), jnp.array(valid))
+    assert bool(jnp.all(jnp.isfinite(z))) and math.isfinite(float(loc)) and float(scale) > 0
+    np.testing.assert_allclose(z, 0.0, atol=1e-6)
+
+
+def test_standardize_ignores_nan_in_invalid_rows():
+    z, loc, scale = gp.standardize(jnp.array([1.0, jnp.nan, 3.0]), jnp.array([True, False, True]))
+    np.testing.assert_allclose(z, [-1.0, 0.0, 1.0], rtol=1e-6)
+
+
+# --------------------------------------------------------------------------
+# append (the Kriging Believer's O(n²) update)
+# --------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("n_valid", [0, 1, 5])
+def test_append_equals_condition_with_the_point_added(n_valid):
+    n = 9
+    X, y = _data(n, d=2, seed=7)
+    params = _params(2, 0.35)._replace(log_noise=jnp.float32(-7.0), mean=jnp.float32(0.1))
+    valid = jnp.arange(n) < n_valid
+    post = gp.condition(KERNEL, params, X, y, valid)
+    x_new, y_new = jnp.array([0.42, 0.17]), jnp.float32(0.8)
+    appended = gp.append(KERNEL, post, x_new, y_new, n_valid)
+    # reference: condition on the data with the point written at the same slot
+    X_ref = X.at[n_valid].set(x_new)
+    y_ref = y.at[n_valid].set(y_new)
+    direct = gp.condition(KERNEL, params, X_ref, y_ref, valid.at[n_valid].set(True))
+    Xs = jnp.concatenate([jax.random.uniform(jax.random.key(8), (6, 2)), x_new[None]])
+    m_a, s_a = gp.predict(KERNEL, appended, Xs)
+    m_d, s_d = gp.predict(KERNEL, direct, Xs)
+    np.testing.assert_allclose(m_a, m_d, rtol=1e-4, atol=1e-4)
+    np.testing.assert_allclose(s_a, s_d, rtol=1e-3, atol=1e-4)
+    np.testing.assert_allclose(appended.L, direct.L, atol=1e-4)
+
+
+def test_append_twice_then_predict_at_hallucinated_points():
+    X, y = _data(6, d=1, seed=9)
+    valid = jnp.arange(6) < 3
+    post = gp.condition(KERNEL, QUIET, X, y, valid)
+    post = gp.append(KERNEL, post, jnp.array([0.9]), jnp.float32(0.5), 3)
+    post = gp.append(KERNEL, post, jnp.array([0.1]), jnp.float32(-0.5), 4)
+    mean, std = gp.predict(KERNEL, post, jnp.array([[0.9], [0.1]]))
+    np.testing.assert_allclose(mean, [0.5, -0.5], atol=1e-2)
+    assert bool(jnp.all(std < 0.05))
+
+
+# --------------------------------------------------------------------------
+# float32 robustness
+# --------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("kernel", [Matern(nu=0.5), Matern(nu=2.5), RBF()], ids=repr)
+def test_duplicated_points_and_constant_targets_give_finite_posterior(kernel):
+    X = jnp.array([[0.5], [0.5], [0.5], [0.2], [0.2]], jnp.float32)
+    for y in (jnp.zeros(5), jnp.array([1.0, 1.0001, 0.9999, -1.0, -1.0])):
+        z, _, _ = gp.standardize(y, jnp.ones(5, bool))
+        params = gp.default_params(1, 5.0)  # long length scale: nearly singular Gram matrix
+        post = gp.condition(kernel, params._replace(log_noise=jnp.float32(-20.0)), X, z, jnp.ones(5, bool))
+        mean, std = gp.predict(kernel, post, jnp.linspace(0, 1, 11)[:, None])
+        assert bool(jnp.all(jnp.isfinite(mean))) and bool(jnp.all(jnp.isfinite(std)))
+        assert bool(jnp.all(std >= 0))
+
+
+def test_fit_on_duplicates_and_constant_targets_stays_finite():
+    X = jnp.array([[0.5], [0.5], [0.5], [0.5]])
+    z, _, _ = gp.standardize(jnp.full(4, 3.0), jnp.ones(4, bool))
+    params = gp.fit_hyperparameters(KERNEL, X, z, jnp.ones(4, bool), gp.default_params(1), 30)
+    assert all(bool(jnp.all(jnp.isfinite(p))) for p in params)
+    mean, std = gp.predict(KERNEL, gp.condition(KERNEL, params, X, z, jnp.ones(4, bool)), jnp.array([[0.1], [0.5]]))
+    assert bool(jnp.all(jnp.isfinite(mean))) and bool(jnp.all(jnp.isfinite(std)))
+
+
+# --------------------------------------------------------------------------
+# fit_hyperparameters
+# --------------------------------------------------------------------------
+
+
+def _gp_draw(length_scale, n=60, seed=0):
+    """Noise-free-ish sample path of an RBF GP on a regular 1-D grid (float64 numpy)."""
+    X = np.linspace(0.0, 1.0, n)[:, None]
+    K = np.exp(-0.5 * ((X - X.T) / length_scale) ** 2) + 1e-8 * np.eye(n)
+    y = np.linalg.cholesky(K) @ np.random.default_rng(seed).standard_normal(n)
+    return jnp.asarray(X, jnp.float32), jnp.asarray(y, jnp.float32)
+
+
+def _fit(X, y):
+    return gp.fit_hyperparameters(RBF(), X, y, jnp.ones(X.shape[0], bool), gp.default_params(1), 300)
+
+
+@pytest.mark.parametrize("seed", [0, 1])
+def test_fit_recovers_length_scale(seed):
+    fitted = {}
+    for true_ls in (0.2, 0.05):
+        X, y = _gp_draw(true_ls, seed=seed)
+        z, _, _ = gp.standardize(y, jnp.ones(60, bool))
+        fitted[true_ls] = float(jnp.exp(_fit(X, z).log_length_scale[0]))
+    assert fitted[0.2] > 1.5 * fitted[0.05], fitted
+    for true_ls, ls in fitted.items():
+        assert true_ls / 2.5 < ls < true_ls * 2.5, fitted
+
+
+def test_fit_lowers_the_map_objective():
+    X, y = _gp_draw(0.1, n=30, seed=3)
+    z, _, _ = gp.standardize(y, jnp.ones(30, bool))
+    valid = jnp.ones(30, bool)
+    init = gp.default_params(1)
+    fitted = gp.fit_hyperparameters(KERNEL, X, z, valid, init, 50)
+    before = gp.neg_log_posterior(init, KERNEL, X, z, valid, 1e-6, gp.GPPrior())
+    after = gp.neg_log_posterior(fitted, KERNEL, X, z, valid, 1e-6, gp.GPPrior())
+    assert float(after) < float(before)
+
+
+def test_fit_with_zero_steps_returns_init():
+    X, y = _data(5)
+    init = gp.default_params(1, 0.7)
+    out = gp.fit_hyperparameters(KERNEL, X, y, jnp.ones(5, bool), init, 0)
+    for a, b in zip(out, init):
+        np.testing.assert_array_equal(a, b)
+
+
+@pytest.mark.slow
+def test_fit_ignores_masked_rows():
+    X, y = _gp_draw(0.1, n=30, seed=4)
+    z, _, _ = gp.standardize(y, jnp.ones(30, bool))
+    valid = jnp.arange(40) < 30
+    X_pad = jnp.concatenate([X, jnp.full((10, 1), 0.5)])
+    z_pad = jnp.concatenate([z, jnp.full(10, 9.0)])
+    a = gp.fit_hyperparameters(KERNEL, X, z, jnp.ones(30, bool), gp.default_params(1), 40)
+    b = gp.fit_hyperparameters(KERNEL, X_pad, z_pad, valid, gp.default_params(1), 40)
+    for pa, pb in zip(a, b):
+        np.testing.assert_allclose(pa, pb, rtol=1e-3, atol=1e-3)
+
+
+def test_default_params_and_noise_floor():
+    p = gp.default_params(3, 0.5)
+    assert p.log_length_scale.shape == (3,) and p.log_length_scale.dtype == jnp.float32
+    np.testing.assert_allclose(p.log_length_scale, math.log(0.5), rtol=1e-6)
+    assert gp.noise_floor(jnp.float32) > gp.noise_floor(jnp.float64) > 0
