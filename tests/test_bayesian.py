@@ -224,15 +224,6 @@ def test_maximize_best_result_and_params(run_quadratic):
     assert best > -0.15, (best, bp)
 
 
-@pytest.mark.xfail(
-    reason="BUG: BayesianSearch proposes the same point n_parallel times in one batch. Likely cause: "
-    "_gp_batch keeps y_best fixed while filling the batch; when the hallucinated "
-    "value (SampleHallucination's posterior draw, UCBHallucination always) exceeds y_best, the acquisition at "
-    "the just-appended point stays maximal (its std collapses to the noise, so EI ~ y_fake - y_best > 0, "
-    "PI ~ 1) and the next slot proposes the same point again: batches contain duplicates. Fix: "
-    "y_best = max(y_best, y_fake) after each append (as in the Kriging Believer / constant liar).",
-    strict=True,
-)
 @pytest.mark.slow
 def test_gp_batch_does_not_repeat_a_point(key):
     # The Kriging Believer exists so that each slot of a batch "looks elsewhere".
@@ -382,15 +373,6 @@ def test_inf_results_count_as_failures(key):
 # --------------------------------------------------------------------------
 
 
-@pytest.mark.xfail(
-    reason="BUG: BayesianSearch._learn (and _gp_batch) encode the whole X buffer, including the zero-padded "
-    "unwritten rows; LogSpace/QLogSpace.encode(0) = log(0) = -inf, so kernel entries between padded rows are "
-    "NaN. They are masked out of the forward pass by jnp.where, but their gradients are 0 * NaN = NaN, which "
-    "fit_hyperparameters zeroes: the log dimension's length scale (and the amplitude's likelihood term) is "
-    "never fitted until the buffer is full, and acqopt's L-BFGS gets NaN->0 gradients too. Fix: encode "
-    "jnp.where(mask[:, None], X, <an in-space value>) or mask U before the kernel.",
-    strict=True,
-)
 def test_log_space_length_scale_is_fitted(key):
     space = {"lr": hx.LogSpace(1e-4, 1.0), "x": hx.LinearSpace(0.0, 1.0)}
     state, opt = hx.BayesianSearch.init(space, n_max=N_MAX, **OPT)

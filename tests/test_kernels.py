@@ -133,12 +133,6 @@ def test_length_scale_argument_overrides_the_kernel_own():
     np.testing.assert_allclose(RBF(np.array([0.2, 0.7]))(X, X), RBF()(X, X, jnp.array([0.2, 0.7])), rtol=1e-6)
 
 
-@pytest.mark.xfail(
-    reason="BUG: kernels._Stationary._scaled_sq_dist divides a jax array by self.length_scale as given; "
-    "a per-dimension (ARD) length scale given as a tuple -- the only hashable form, which a frozen kernel "
-    "used as a static jit argument needs -- raises TypeError (jnp.asarray(ls) is missing)",
-    strict=True,
-)
 def test_ard_length_scale_as_tuple():
     X = jax.random.uniform(jax.random.key(3), (5, 2))
     kernel = Matern((0.2, 0.7), nu=2.5)

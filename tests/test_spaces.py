@@ -438,7 +438,9 @@ def test_property_qlinear_samples_inside_and_round_trip(a, width, seed):
 )
 def test_property_numeric_discrete_round_trip_to_user_values(values, seed):
     # float32 images of distinct values must stay distinct for ranks to be meaningful
-    if len(set(np.float32(values).tolist())) != len(values):
+    f32 = np.float32(values)
+    f32 = np.where(np.abs(f32) < np.finfo(np.float32).tiny, 0.0, f32)  # XLA flushes subnormals
+    if len(set(f32.tolist())) != len(values):
         return
     space = hx.DiscreteSpace(values)
     x = jax.vmap(space.sample)(jax.random.split(jax.random.key(seed), 32))

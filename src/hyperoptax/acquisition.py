@@ -21,6 +21,8 @@ import jax.numpy as jnp
 from jax.scipy.special import erfcx, log_ndtr, ndtr
 from jax.scipy.stats import norm
 
+from hyperoptax.errors import ConfigurationError
+
 __all__ = [
     "BaseAcquisition",
     "PI",
@@ -95,21 +97,25 @@ def log_h(z: jax.Array) -> jax.Array:
     """``log(φ(z) + z Φ(z))``, finite with useful gradients far into the left tail.
 
     Ament et al. (2023), "Unexpected improvements to expected improvement":
-    direct formula for z > -1; above ``-1/sqrt(eps)`` the scaled complementary
-    error function avoids cancellation; below it the asymptote ``-z²/2 - 2 log|z|``.
+    the direct formula for z > -1; the scaled complementary error function down
+    to z = -10; below that the asymptotic series of the Mills ratio, written so
+    nothing cancels: ``h(z) = φ(z) / z² (1 - 3/z² + 15/z⁴ - 105/z⁶ + 945/z⁸)``.
+    (float32 ``erfcx`` returns 0 for arguments near 9.2-9.4, so it is only used
+    below 7.1.)
     """
     z = jnp.asarray(z)
-    eps = jnp.finfo(z.dtype if jnp.issubdtype(z.dtype, jnp.floating) else float).eps
-    z_far = -1.0 / math.sqrt(eps)
     upper = z > -1.0
-    middle = (z <= -1.0) & (z > z_far)
+    middle = (z <= -1.0) & (z > -10.0)
     # Each branch sees only inputs it is valid for, so no NaN reaches a gradient.
     z_up = jnp.where(upper, z, 0.0)
     direct = jnp.log(norm.pdf(z_up) + z_up * ndtr(z_up))
     z_mid = jnp.where(middle, z, -2.0)
-    tail = -0.5 * z_mid**2 - _C1 + _log1mexp(jnp.log(erfcx(-z_mid / math.sqrt(2.0)) * jnp.abs(z_mid)) + _C2)
-    z_far_ = jnp.where(upper | middle, z_far, z)
-    asymptote = -0.5 * z_far_**2 - _C1 - 2.0 * jnp.log(jnp.abs(z_far_))
+    mills = _log1mexp(jnp.log(erfcx(-z_mid / math.sqrt(2.0)) * jnp.abs(z_mid)) + _C2)
+    tail = -0.5 * z_mid**2 - _C1 + mills
+    z_far = jnp.where(upper | middle, -10.0, z)
+    w = 1.0 / z_far**2
+    series = 1.0 - 3.0 * w * (1.0 - 5.0 * w * (1.0 - 7.0 * w * (1.0 - 9.0 * w)))
+    asymptote = -0.5 * z_far**2 - _C1 - 2.0 * jnp.log(jnp.abs(z_far)) + jnp.log(series)
     return jnp.where(upper, direct, jnp.where(middle, tail, asymptote))
 
 
@@ -149,7 +155,7 @@ class ThompsonSampling(BaseAcquisition):
 
     def __call__(self, mean, std, y_max=None, key=None):
         if key is None:
-            raise ValueError("ThompsonSampling needs a PRNG key: call it as acq(mean, std, y_max, key=key).")
+            raise ConfigurationError("ThompsonSampling needs a PRNG key: call it as acq(mean, std, y_max, key=key).")
         return mean + std * jax.random.normal(key, jnp.shape(mean), jnp.result_type(mean))
 
 

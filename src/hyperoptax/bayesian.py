@@ -28,6 +28,8 @@ __all__ = ["BayesianSearch", "BayesianSearchState", "RECOMMENDED"]
 # random candidates find new basins, local ones polish the incumbent.
 _LOCAL_FRACTION = 0.25
 _N_CENTERS = 5
+# Smallest unit-cube distance between two points of one batch.
+_MIN_SPACING = 1e-3
 
 
 @jax.tree_util.register_dataclass
@@ -173,7 +175,7 @@ class BayesianSearch(Optimizer):
         if self.n_hparam_steps == 0:
             return state
         z, valid = self._targets(state)
-        U = sp.encode(state.space, state.X)
+        U = sp.encode_rows(state.space, state.X, valid)
         params = gp.fit_hyperparameters(
             self.kernel, U, z, valid, state.gp_params, self.n_hparam_steps, prior=self.prior, jitter=self.jitter
         )
@@ -199,7 +201,7 @@ class BayesianSearch(Optimizer):
         space, P = state.space, self.n_parallel
         z, valid = self._targets(state)
         # Room for the batch's hallucinated observations after the real ones.
-        U = jnp.concatenate([sp.encode(space, state.X), jnp.zeros((P, sp.n_dims(space)), z.dtype)])
+        U = jnp.concatenate([sp.encode_rows(space, state.X, valid), jnp.zeros((P, sp.n_dims(space)), z.dtype)])
         z = jnp.concatenate([z, jnp.zeros(P, z.dtype)])
         valid = jnp.concatenate([valid, jnp.zeros(P, bool)])
         posterior = gp.condition(self.kernel, state.gp_params, U, z, valid, self.jitter)
@@ -208,7 +210,7 @@ class BayesianSearch(Optimizer):
         snap = lambda V: sp.encode(space, sp.decode(space, V))
 
         def fill_slot(carry, j):
-            posterior, key = carry
+            posterior, y_best, chosen, key = carry
             key, k_cand, k_local, k_acq, k_hal = jax.random.split(key, 5)
             candidates = jnp.concatenate([
                 sp.sample_unit(space, k_cand, self.n_candidates),
@@ -217,15 +219,26 @@ class BayesianSearch(Optimizer):
 
             def score(V):
                 mean, std = gp.predict(self.kernel, posterior, V)
-                return self.acquisition(mean, std, y_best, key=k_acq)
+                value = self.acquisition(mean, std, y_best, key=k_acq)
+                # With observation noise the acquisition never quite vanishes at a
+                # point already in the batch, and a boundary optimum can win again:
+                # a batch keeps its points at least _MIN_SPACING apart (the first
+                # slot, and so the polishing of the incumbent, is unconstrained).
+                d2 = jnp.sum((V[:, None, :] - chosen[None, :, :]) ** 2, axis=-1)
+                repeat = jnp.any((d2 < _MIN_SPACING**2) & (jnp.arange(P) < j)[None, :], axis=1)
+                return jnp.where(repeat, -jnp.inf, value)
 
             u = acqopt.maximize(score, candidates, self.n_restarts, self.n_lbfgs_steps, snap)
             mean, std = gp.predict(self.kernel, posterior, u[None])
             y_fake = self.hallucination(mean, std, k_hal, y_best)
             posterior = gp.append(self.kernel, posterior, u, y_fake, first_free + j, self.jitter)
-            return (posterior, key), u
+            # The believer takes the fake value as data: if it beats the
+            # incumbent it *is* the incumbent, or the next slot would pick the
+            # same point again for its apparent improvement.
+            return (posterior, jnp.maximum(y_best, y_fake), chosen.at[j].set(u), key), u
 
-        _, batch = jax.lax.scan(fill_slot, (posterior, key), jnp.arange(P))
+        chosen = jnp.zeros((P, U.shape[1]), U.dtype)
+        _, batch = jax.lax.scan(fill_slot, (posterior, y_best, chosen, key), jnp.arange(P))
         return batch
 
     def _local_candidates(self, key, posterior, snap):

@@ -120,7 +120,7 @@ def standardize(y: jax.Array, valid: jax.Array):
     Returns ``(z, loc, scale)``. Constant or single observations get scale 1, so
     the result is always finite.
     """
-    n = jnp.maximum(valid.sum(), 1)
+    n = jnp.maximum(valid.sum(), 1).astype(y.dtype)
     y_safe = jnp.where(valid, y, 0.0)
     loc = y_safe.sum() / n
     var = jnp.where(valid, (y_safe - loc) ** 2, 0.0).sum() / n
@@ -179,7 +179,7 @@ def neg_log_marginal_likelihood(params, kernel, X, y, valid, jitter: float) -> j
     L = jnp.linalg.cholesky(masked_gram(kernel, params, X, valid, jitter))
     r = jnp.where(valid, y - params.mean, 0.0)
     alpha = cho_solve((L, True), r)
-    return 0.5 * r @ alpha + jnp.sum(jnp.log(jnp.diag(L))) + 0.5 * valid.sum() * math.log(2 * math.pi)
+    return 0.5 * r @ alpha + jnp.sum(jnp.log(jnp.diag(L))) + 0.5 * valid.sum().astype(r.dtype) * math.log(2 * math.pi)
 
 
 def neg_log_posterior(params, kernel, X, y, valid, jitter: float, prior: GPPrior) -> jax.Array:
@@ -236,7 +236,7 @@ def fit_hyperparameters(
     center = center._replace(
         log_length_scale=jnp.full((d,), prior.length_scale_loc + 0.5 * math.log(max(d, 1)) - 1.5, center.mean.dtype)
     )
-    n_obs = jnp.maximum(valid.sum(), 1)
+    n_obs = jnp.maximum(valid.sum(), 1).astype(y.dtype)
     if transform is None:
         clip = _clip
 

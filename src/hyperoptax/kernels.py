@@ -58,7 +58,8 @@ class _Stationary(BaseKernel):
             raise ConfigurationError(f"{type(self).__name__}: amplitude must be positive, got {self.amplitude!r}.")
 
     def _scaled_sq_dist(self, x, y, length_scale):
-        ls = self.length_scale if length_scale is None else length_scale
+        # A tuple is the hashable way to give fixed per-dimension length scales.
+        ls = jnp.asarray(self.length_scale if length_scale is None else length_scale, x.dtype)
         return jnp.sum(((x - y) / ls) ** 2)
 
     def evaluate(self, x, y, length_scale=None):
