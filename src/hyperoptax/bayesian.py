@@ -260,7 +260,7 @@ RECOMMENDED = dict(
     n_candidates=2000,
     n_restarts=4,
     n_lbfgs_steps=20,
-    n_hparam_steps=30,
+    n_hparam_steps=60,
     output_warping=True,
 )
 """Fields of :meth:`BayesianSearch.recommended`: ``BayesianSearch.init(space, n_max, **RECOMMENDED)``."""
