@@ -133,6 +133,27 @@ def test_chunked_training_and_resume_equal_one_shot(trainer, population):
     assert not any(jnp.issubdtype(x.dtype, jax.dtypes.prng_key) for x in jax.tree.leaves(saved[30]))
 
 
+def test_population_checkpointed_with_orbax_mid_training_resumes_identically(trainer, population, tmp_path):
+    """Train states go to real Orbax checkpoints every 20 steps with the search state; a run
+    restored from disk (the process that wrote them is gone) ends with the uninterrupted metrics."""
+    from hyperoptax.integrations.orbax import SweepCheckpointer
+
+    params = lr_batch()
+    search_state, opt = hyperoptax.RandomSearch.init({"learning_rate": hyperoptax.LogSpace(1e-2, 1.0)}, n_max=8)
+    with SweepCheckpointer(tmp_path / "ckpt", max_to_keep=2) as ckpt:
+        trainer.run(jax.random.key(KEY_SEED), params, checkpoint_every=20,
+                    checkpoint_fn=lambda pop, step: ckpt.save(step, search_state=search_state, population_state=pop,
+                                                              metadata={"train_step": step}))
+        ckpt.wait_until_finished()
+        assert ckpt.all_steps() == [40, 60]  # max_to_keep=2
+    template = trainer.init_population(jax.random.key(0), params)  # any state of the right shapes
+    with SweepCheckpointer(tmp_path / "ckpt") as reopened:
+        restored = reopened.restore(search_state, template, step=40)
+    assert restored.metadata == {"train_step": 40} and int(np.asarray(restored.population_state.step)[0]) == 40
+    resumed = trainer.run(jax.random.key(KEY_SEED), params, start_state=restored.population_state)
+    np.testing.assert_allclose(resumed, population, rtol=1e-5, atol=1e-6, equal_nan=True)
+
+
 def test_static_width_is_bucketed_and_compiled_once_per_bucket():
     space = {"learning_rate": hyperoptax.LogSpace(1e-3, 1.0), "width": hyperoptax.DiscreteSpace([8, 16])}
     trainer = make_trainer(static=("width",), space=space, n_steps=20)
