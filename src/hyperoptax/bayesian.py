@@ -93,6 +93,9 @@ class BayesianSearch(Optimizer):
         n_lbfgs_steps: L-BFGS steps per refinement.
         n_hparam_steps: Adam steps tuning the GP hyperparameters per update (0 disables).
         n_warmup: iterations of pure random search before the GP is used.
+        n_initial_points: successful observations needed before the GP is
+            used, whatever the batch size (the GP needs a few points spread
+            over the space to judge where the good regions are).
         maximize: set False to minimise the objective.
         n_parallel: configurations per batch.
         hallucination: Kriging Believer strategy for the parallel slots.
@@ -115,11 +118,12 @@ class BayesianSearch(Optimizer):
     hallucination: acq.BaseHallucination = dataclasses.field(default_factory=acq.SampleHallucination)
     prior: gp.GPPrior = dataclasses.field(default_factory=gp.GPPrior)
     output_warping: bool = False
+    n_initial_points: int = 1
 
     def __post_init__(self):
         self._validate()
         check_positive_int("n_candidates", self.n_candidates)
-        for name in ("n_restarts", "n_lbfgs_steps", "n_hparam_steps", "n_warmup"):
+        for name in ("n_restarts", "n_lbfgs_steps", "n_hparam_steps", "n_warmup", "n_initial_points"):
             check_positive_int(name, getattr(self, name), minimum=0)
         if not isinstance(self.kernel, kernels.BaseKernel):
             raise ConfigurationError(f"kernel must be a hyperoptax kernel such as Matern(nu=2.5), got {self.kernel!r}.")
@@ -188,7 +192,7 @@ class BayesianSearch(Optimizer):
 
     def _next(self, state, key):
         valid = state.succeeded
-        warm = (state.mask.sum() >= self.n_warmup * self.n_parallel) & (valid.sum() >= 1)
+        warm = (state.mask.sum() >= self.n_warmup * self.n_parallel) & (valid.sum() >= max(1, self.n_initial_points))
         key_random, key_gp = jax.random.split(key)
         U = jax.lax.cond(
             warm,
@@ -262,5 +266,6 @@ RECOMMENDED = dict(
     n_lbfgs_steps=20,
     n_hparam_steps=60,
     output_warping=True,
+    n_initial_points=8,
 )
 """Fields of :meth:`BayesianSearch.recommended`: ``BayesianSearch.init(space, n_max, **RECOMMENDED)``."""
