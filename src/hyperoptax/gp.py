@@ -341,12 +341,17 @@ def condition(kernel: BaseKernel, params: GPParams, X, y, valid, jitter: float =
     return Posterior(X, residual, valid, L, cho_solve((L, True), residual), params)
 
 
+def _mean_and_whitened(kernel: BaseKernel, posterior: Posterior, Xs: jax.Array):
+    """Posterior mean at ``Xs`` and ``V = L⁻¹ K(X, Xs)``, shared by the marginal and joint predictions."""
+    p = posterior.params
+    Ks = jnp.where(posterior.valid[None, :], _covariance(kernel, p, Xs, posterior.X), 0.0)
+    return p.mean + Ks @ posterior.alpha, solve_triangular(posterior.L, Ks.T, lower=True)
+
+
 def predict(kernel: BaseKernel, posterior: Posterior, Xs: jax.Array):
     """Posterior mean and standard deviation of the latent function at ``Xs (m, D)``."""
     p = posterior.params
-    Ks = jnp.where(posterior.valid[None, :], _covariance(kernel, p, Xs, posterior.X), 0.0)
-    mean = p.mean + Ks @ posterior.alpha
-    V = solve_triangular(posterior.L, Ks.T, lower=True)
+    mean, V = _mean_and_whitened(kernel, posterior, Xs)
     prior_var = jnp.exp(p.log_amplitude) * jax.vmap(lambda x: kernel.evaluate(x, x, jnp.exp(p.log_length_scale)))(Xs)
     var = prior_var - jnp.sum(V**2, axis=0)
     # Rounding can push the variance at a data point a hair below zero.
@@ -374,11 +379,8 @@ def append(kernel: BaseKernel, posterior: Posterior, x: jax.Array, y: jax.Array,
 
 def predict_joint(kernel: BaseKernel, posterior: Posterior, Xs: jax.Array):
     """Posterior mean ``(m,)`` and full covariance ``(m, m)`` of the latent function at ``Xs``."""
-    p = posterior.params
-    Ks = jnp.where(posterior.valid[None, :], _covariance(kernel, p, Xs, posterior.X), 0.0)
-    mean = p.mean + Ks @ posterior.alpha
-    V = solve_triangular(posterior.L, Ks.T, lower=True)
-    cov = _covariance(kernel, p, Xs, Xs) - V.T @ V
+    mean, V = _mean_and_whitened(kernel, posterior, Xs)
+    cov = _covariance(kernel, posterior.params, Xs, Xs) - V.T @ V
     return mean, 0.5 * (cov + cov.T)
 
 
