@@ -82,6 +82,7 @@ def test_recommended_preset():
     assert hx.BayesianSearch.recommended(n_parallel=2).n_parallel == 2
     assert hx.BayesianSearch.recommended(n_parallel=2).acquisition == opt.acquisition
     assert hx.BayesianSearch(**hx.RECOMMENDED) == opt
+    assert opt.hparam_optimizer == "lbfgs" and hx.BayesianSearch().hparam_optimizer == "adam"
 
 
 @pytest.mark.parametrize(
@@ -97,6 +98,7 @@ def test_recommended_preset():
         (dict(hallucination=3), "hallucination"),
         (dict(maximize="yes"), "maximize"),
         (dict(jitter=-1.0), "jitter"),
+        (dict(hparam_optimizer="bfgs"), "hparam_optimizer"),
     ],
 )
 def test_bad_options_raise_configuration_error(kwargs, pattern):
@@ -380,3 +382,32 @@ def test_log_space_length_scale_is_fitted(key):
     state = opt.update_state(state, key, jnp.array([0.0, 1.0, 0.3]), params)
     # the prior alone moves every log length scale away from its start, log(1.0) = 0
     assert bool(jnp.all(state.log_length_scale != 0.0)), state.log_length_scale
+
+
+# --------------------------------------------------------------------------
+# The L-BFGS fit schedule (hparam_optimizer="lbfgs")
+# --------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("n_before, n_after, fresh", [(12, 15, False), (15, 16, True), (14, 18, True), (16, 17, False)])
+def test_lbfgs_schedule_refines_or_refits_from_the_center(key, n_before, n_after, fresh):
+    # A fit from the prior's center too when the successful count reaches a power of
+    # two; otherwise at most 3 L-BFGS steps from the previous fit. Reference: gp.fit_hyperparameters.
+    from hyperoptax import gp
+    from hyperoptax import spaces as sp
+
+    opt = hx.BayesianSearch(**{**OPT, "hparam_optimizer": "lbfgs", "n_hparam_steps": 30, "n_parallel": 1})
+    state, _ = hx.BayesianSearch.init(SPACE, n_max=24, **{**OPT, "n_parallel": 1})
+    X = jax.random.uniform(key, (24, 2), minval=-2.0, maxval=2.0)
+    y = jax.vmap(lambda x: quadratic(None, {"x": x[0], "y": x[1]}))(X)
+    state = state.replace(X=X, y=y, mask=jnp.arange(24) < n_after, log_length_scale=jnp.full(2, 2.0))
+    learned = jax.jit(opt._learn)(state, key, n_before)
+    z, valid = opt._targets(state)
+    U = sp.encode_rows(SPACE, state.X, valid)
+    steps = 30 if fresh else 3
+    expected = jax.jit(
+        lambda: gp.fit_hyperparameters(opt.kernel, U, z, valid, state.gp_params, steps, prior=opt.prior,
+                                       jitter=opt.jitter, method="lbfgs", center_start=fresh)
+    )()
+    np.testing.assert_allclose(learned.log_length_scale, expected.log_length_scale, rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(learned.log_noise, expected.log_noise, rtol=1e-5, atol=1e-5)

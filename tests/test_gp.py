@@ -33,7 +33,9 @@ class _JittedGP:
     append = staticmethod(jax.jit(_gp.append, static_argnums=0))
     neg_log_marginal_likelihood = staticmethod(jax.jit(_gp.neg_log_marginal_likelihood, static_argnums=1))
     neg_log_posterior = staticmethod(jax.jit(_gp.neg_log_posterior, static_argnums=(1, 6)))
-    fit_hyperparameters = staticmethod(jax.jit(_gp.fit_hyperparameters, static_argnums=(0, 5)))
+    fit_hyperparameters = staticmethod(
+        jax.jit(_gp.fit_hyperparameters, static_argnums=(0, 5), static_argnames=("method", "center_start"))
+    )
     standardize = staticmethod(jax.jit(_gp.standardize))
 
 
@@ -180,6 +182,9 @@ def test_append_equals_condition_with_the_point_added(n_valid):
     np.testing.assert_allclose(m_a, m_d, rtol=1e-4, atol=1e-4)
     np.testing.assert_allclose(s_a, s_d, rtol=1e-3, atol=1e-4)
     np.testing.assert_allclose(appended.L, direct.L, atol=1e-4)
+    # the inverse factor grows with it (predictions multiply by it)
+    np.testing.assert_allclose(appended.L_inv, direct.L_inv, atol=1e-3)
+    np.testing.assert_allclose(appended.L_inv @ appended.L, np.eye(n), atol=1e-4)
 
 
 def test_append_twice_then_predict_at_hallucinated_points():
@@ -257,6 +262,28 @@ def test_fit_lowers_the_map_objective():
     before = gp.neg_log_posterior(init, KERNEL, X, z, valid, 1e-6, gp.GPPrior())
     after = gp.neg_log_posterior(fitted, KERNEL, X, z, valid, 1e-6, gp.GPPrior())
     assert float(after) < float(before)
+
+
+@pytest.mark.parametrize("seed", [0, 1])
+def test_lbfgs_fit_recovers_length_scale_and_beats_adam(seed):
+    X, y = _gp_draw(0.1, n=40, seed=seed)
+    valid = jnp.ones(40, bool)
+    z, _, _ = gp.standardize(y, valid)
+    objective = lambda p: float(gp.neg_log_posterior(p, RBF(), X, z, valid, 1e-6, gp.GPPrior()))
+    adam = gp.fit_hyperparameters(RBF(), X, z, valid, gp.default_params(1), 60)
+    lbfgs = gp.fit_hyperparameters(RBF(), X, z, valid, gp.default_params(1), 60, method="lbfgs")
+    assert 0.1 / 2.5 < float(jnp.exp(lbfgs.log_length_scale[0])) < 0.1 * 2.5, lbfgs
+    assert objective(lbfgs) <= objective(adam) + 1e-3 * abs(objective(adam))
+
+
+def test_lbfgs_fit_from_its_own_optimum_stays_there():
+    X, y = _gp_draw(0.2, n=30, seed=5)
+    valid = jnp.ones(30, bool)
+    z, _, _ = gp.standardize(y, valid)
+    fitted = gp.fit_hyperparameters(KERNEL, X, z, valid, gp.default_params(1), 60, method="lbfgs")
+    again = gp.fit_hyperparameters(KERNEL, X, z, valid, fitted, 3, method="lbfgs", center_start=False)
+    for a, b in zip(again, fitted):
+        np.testing.assert_allclose(a, b, atol=2e-3)
 
 
 def test_fit_with_zero_steps_returns_init():

@@ -195,3 +195,22 @@ def test_smooth_kernel_gradient_matches_finite_difference(nu):
     h = 1e-2
     fd = [(f(y.at[i].add(h)) - f(y.at[i].add(-h))) / (2 * h) for i in range(2)]
     np.testing.assert_allclose(g, fd, rtol=2e-2, atol=1e-4)
+
+
+@pytest.mark.parametrize(
+    "kernel",
+    ALL_KERNELS + [Matern(length_scale=(0.3, 2.0, 0.7), nu=2.5), Matern(nu=1.5) + RBF(), Matern(nu=2.5) * RBF(0.5)],
+    ids=repr,
+)
+def test_matrix_fast_path_equals_the_pairwise_definition(kernel):
+    # __call__ sums squared differences one coordinate at a time; it must agree with
+    # vmapping evaluate() over the pairs, in value and in length-scale gradient.
+    X1 = jax.random.uniform(jax.random.key(1), (7, 3))
+    X2 = jax.random.uniform(jax.random.key(2), (5, 3))
+    ls = jnp.array([0.4, 1.3, 0.8])
+    pairwise = lambda ls: BaseKernel.__call__(kernel, X1, X2, ls)
+    fast = lambda ls: kernel(X1, X2, ls)
+    np.testing.assert_allclose(fast(ls), pairwise(ls), rtol=1e-6, atol=1e-7)
+    np.testing.assert_allclose(kernel(X1, X2), BaseKernel.__call__(kernel, X1, X2), rtol=1e-6, atol=1e-7)
+    grad = lambda f: jax.grad(lambda ls: jnp.sum(f(ls) * X1[:, :1]))(ls)
+    np.testing.assert_allclose(grad(fast), grad(pairwise), rtol=1e-5, atol=1e-6)
