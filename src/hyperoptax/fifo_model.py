@@ -212,7 +212,10 @@ def canonical(cfg: ModelConfig, V):
 
 @functools.partial(jax.jit, static_argnums=0)
 def fit(cfg: ModelConfig, theta: dict, X, c, valid, key) -> dict:
-    """MAP fit of all model parameters (from ``theta`` and the prior center, plus random restarts)."""
+    """MAP fit of all model parameters (from ``theta`` and the prior center, plus random restarts).
+
+    As in Syne Tune, each start runs L-BFGS for at most ``opt_maxiter`` iterations.
+    """
     dtype = c.dtype
     aux0 = {k: v for k, v in theta.items() if k != "gp"}
     n_extra = max(cfg.opt_nstarts - 2, 0)
@@ -230,7 +233,7 @@ def fit(cfg: ModelConfig, theta: dict, X, c, valid, key) -> dict:
         z, _ = _targets(cfg, {}, c, valid)
         params = gp.fit_hyperparameters(
             cfg.kernel, X, z, valid, theta["gp"], cfg.opt_maxiter, prior=cfg.prior, jitter=cfg.jitter,
-            extra_starts=extra,
+            method="lbfgs", extra_starts=extra,
         )
         return {"gp": params}
 
@@ -243,7 +246,7 @@ def fit(cfg: ModelConfig, theta: dict, X, c, valid, key) -> dict:
         extra = (extra, jax.tree.map(lambda a: jnp.broadcast_to(a, (n_extra, *a.shape)), center_aux))
     params, aux = gp.fit_hyperparameters(
         cfg.kernel, X, c, valid, theta["gp"], cfg.opt_maxiter, prior=cfg.prior, jitter=cfg.jitter,
-        extra_starts=extra, transform=transform, transform_init=aux0, transform_center=center_aux,
+        method="lbfgs", extra_starts=extra, transform=transform, transform_init=aux0, transform_center=center_aux,
     )
     return {"gp": params, **aux}
 
