@@ -81,8 +81,9 @@ class BayesianSearch(Optimizer):
     Uses a GP (Matérn 0.5 kernel by default) on the unit-cube encoding of the
     space with standardized targets, and selects each batch by maximising an
     acquisition function (PI by default). ARD length scales, amplitude, noise and
-    constant mean are tuned with Adam (MAP) after each update. Parallel batches
-    come from the Kriging Believer with the ``hallucination`` strategy.
+    constant mean are tuned with Adam (MAP; or L-BFGS, see ``hparam_optimizer``)
+    after each update. Parallel batches come from the Kriging Believer with the
+    ``hallucination`` strategy.
 
     For the strongest search use :meth:`recommended` (Matérn-5/2 + LogEI).
 

@@ -71,7 +71,8 @@ def minimize(
         done = ~accept | stalled | (jnp.sqrt(jnp.sum(grad**2)) <= grad_tol)
         return (jnp.where(accept, x_next, x), state, jnp.where(accept, value_next, value), count + 1, done)
 
-    value0 = fn(x0)
-    init = (x0, solver.init(x0), value0, jnp.zeros((), jnp.int32), jnp.zeros((), bool))
+    # The first step evaluates fn(x0) itself; the loop always runs it.
+    inf = jnp.full((), jnp.inf, jax.eval_shape(fn, x0).dtype)
+    init = (x0, solver.init(x0), inf, jnp.zeros((), jnp.int32), jnp.zeros((), bool))
     x, _, value, _, _ = jax.lax.while_loop(keep_going, step, init)
     return x, value
