@@ -70,3 +70,4 @@ def test_vmapped_starts_equal_separate_runs():
         x, value = jax.jit(run)(x0)
         np.testing.assert_allclose(xs[i], x, rtol=1e-5, atol=1e-6)
         np.testing.assert_allclose(values[i], value, rtol=1e-5, atol=1e-6)
+

@@ -318,6 +318,13 @@ def propose(cfg: ModelConfig, theta: dict, X, c, valid, X_pending, pending, U, k
 
 @functools.partial(jax.jit, static_argnums=0)
 def refine(cfg: ModelConfig, fant: Fantasies, u0):
-    """L-BFGS on the acquisition from ``u0``; the better of start and end, snapped."""
+    """L-BFGS on the acquisition from ``u0``; the better of start and end, snapped.
+
+    EI is climbed as its logarithm (the same maximizer): far from the incumbent
+    EI and its gradient underflow in float32 and L-BFGS could not leave the
+    Thompson-sampled start.
+    """
+    if cfg.acq_function == "ei":
+        cfg = dataclasses.replace(cfg, acq_function="logei")
     score = lambda U: acquisition_value(cfg, fant, U)
     return acqopt.maximize(score, u0[None], 1, cfg.local_steps, lambda U: snap(cfg, U))

@@ -32,13 +32,16 @@ def minimize(
     x0: jax.Array,
     max_steps: int,
     *,
-    grad_tol: float = 1e-5,
+    grad_tol: float = 0.0,
     rel_tol: float = 1e-6,
+    abs_tol: float = 0.0,
 ) -> tuple[jax.Array, jax.Array]:
     """``(x, fn(x))`` after at most ``max_steps`` L-BFGS steps from the flat array ``x0``.
 
     Stops early when ``|grad| <= grad_tol``, when a step improves ``fn`` by
-    less than ``rel_tol * max(|fn|, 1)``, or when the line search fails.
+    at most ``rel_tol * |fn| + abs_tol``, or when the line search fails. The
+    default tolerances are relative: an acquisition such as probability of
+    improvement is tiny, in value and gradient, far from the incumbent.
     Non-finite gradients are zeroed; a step to a non-finite value, or one whose
     line search failed, is refused and the search ends there, so the result is
     never worse than ``x0``.
@@ -67,7 +70,7 @@ def minimize(
         # its step can go uphill.
         failed = optax.tree.get(state, "info").decrease_error > 0
         accept = jnp.all(jnp.isfinite(x_next)) & jnp.isfinite(value_next) & ~failed
-        stalled = jnp.abs(value - value_next) <= rel_tol * jnp.maximum(jnp.abs(value_next), 1.0)
+        stalled = jnp.abs(value - value_next) <= rel_tol * jnp.abs(value_next) + abs_tol
         done = ~accept | stalled | (jnp.sqrt(jnp.sum(grad**2)) <= grad_tol)
         return (jnp.where(accept, x_next, x), state, jnp.where(accept, value_next, value), count + 1, done)
 
