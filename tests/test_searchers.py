@@ -53,7 +53,7 @@ def run(searcher, n, objective, n_pending=2, fail_every=0, metric="loss"):
 
 def test_defaults_match_the_spec():
     expected = dict(
-        num_init_random=5, num_init_candidates=250, num_fantasy_samples=20, no_fantasizing=False,
+        num_init_random=3, num_init_candidates=250, num_fantasy_samples=20, no_fantasizing=False,
         input_warping=False, boxcox_transform=False, gp_base_kernel="matern52-ard", acq_function="ei",
         initial_scoring="thompson_indep", skip_local_optimization=False, opt_nstarts=2, opt_maxiter=50,
         opt_warmstart=False, max_size_data_for_model=500, max_size_top_fraction=0.25, opt_skip_init_length=150,

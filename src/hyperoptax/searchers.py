@@ -38,7 +38,7 @@ __all__ = ["GPFIFOSearcher", "DEFAULT_OPTIONS"]
 logger = logging.getLogger("hyperoptax")
 
 DEFAULT_OPTIONS: dict[str, Any] = dict(
-    num_init_random=5,
+    num_init_random=3,
     num_init_candidates=250,
     num_fantasy_samples=20,
     no_fantasizing=False,
