@@ -37,8 +37,10 @@ def space_for(f):
 
 
 class Hyperoptax:
+    options: dict = {}  # GPFIFOSearcher options (--gpfifo-options)
+
     def __init__(self, f, seed):
-        self.s = hx.GPFIFOSearcher(space_for(f), "y", mode="min", random_seed=seed)
+        self.s = hx.GPFIFOSearcher(space_for(f), "y", mode="min", random_seed=seed, **self.options)
 
     def ask(self, tid):
         return self.s.get_config(trial_id=tid)
@@ -128,7 +130,10 @@ def main(argv=None):
     ap.add_argument("--budget", type=int, default=40)
     ap.add_argument("--workers", type=int, default=4)
     ap.add_argument("--no-write", action="store_true")
+    ap.add_argument("--gpfifo-options", type=json.loads, default={},
+                    help='GPFIFOSearcher options as JSON, e.g. \'{"initial_scoring": "acq_func"}\'')
     args = ap.parse_args(argv)
+    Hyperoptax.options = args.gpfifo_options
 
     raw = {}
     for fname in args.functions:
