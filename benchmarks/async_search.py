@@ -14,6 +14,7 @@ median over seeds. Seconds per suggestion = wall time of get_config / study.ask.
 from __future__ import annotations
 
 import argparse
+import functools
 import heapq
 import json
 import re
@@ -37,10 +38,8 @@ def space_for(f):
 
 
 class Hyperoptax:
-    options: dict = {}  # GPFIFOSearcher options (--gpfifo-options)
-
-    def __init__(self, f, seed):
-        self.s = hx.GPFIFOSearcher(space_for(f), "y", mode="min", random_seed=seed, **self.options)
+    def __init__(self, f, seed, options=None):
+        self.s = hx.GPFIFOSearcher(space_for(f), "y", mode="min", random_seed=seed, **(options or {}))
 
     def ask(self, tid):
         return self.s.get_config(trial_id=tid)
@@ -133,13 +132,13 @@ def main(argv=None):
     ap.add_argument("--gpfifo-options", type=json.loads, default={},
                     help='GPFIFOSearcher options as JSON, e.g. \'{"initial_scoring": "acq_func"}\'')
     args = ap.parse_args(argv)
-    Hyperoptax.options = args.gpfifo_options
+    methods = {**METHODS, "hyperoptax-gpfifo": functools.partial(Hyperoptax, options=args.gpfifo_options)}
 
     raw = {}
     for fname in args.functions:
         f = FUNCTIONS[fname]
         for m in args.methods:
-            runs = [simulate(METHODS[m], f, s, args.budget, args.workers) for s in range(args.seeds)]
+            runs = [simulate(methods[m], f, s, args.budget, args.workers) for s in range(args.seeds)]
             raw[(fname, m)] = runs
             regrets = [r for r, _ in runs]
             print(f"{fname:10s} {m:18s} median regret {np.median(regrets):.4g}  "

@@ -191,7 +191,7 @@ class BayesianSearch(Optimizer):
         n_valid_before = state.succeeded.sum()
         return self._learn(record(state, results, X), key, n_valid_before)
 
-    def _learn(self, state, key, n_valid_before=None):
+    def _learn(self, state, key, n_valid_before):
         if self.n_hparam_steps == 0:
             return state
         z, valid = self._targets(state)
@@ -203,7 +203,7 @@ class BayesianSearch(Optimizer):
                 jitter=self.jitter, method=self.hparam_optimizer, center_start=center_start,
             )
 
-        if self.hparam_optimizer == "adam" or n_valid_before is None:
+        if self.hparam_optimizer == "adam":
             params = fit(True)
         else:
             # One new observation moves the optimum a little: a few L-BFGS steps

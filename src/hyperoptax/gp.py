@@ -191,9 +191,14 @@ def _gaussian_nll(K, r):
     return _gaussian_nll_fwd(K, r)[0]
 
 
-def _gaussian_nll_fwd(K, r):
+def _cholesky_with_inverse(K):
+    """``(L, L⁻¹)`` of a positive-definite ``K``."""
     L = jnp.linalg.cholesky(K)
-    L_inv = solve_triangular(L, jnp.eye(K.shape[0], dtype=K.dtype), lower=True)
+    return L, solve_triangular(L, jnp.eye(K.shape[0], dtype=K.dtype), lower=True)
+
+
+def _gaussian_nll_fwd(K, r):
+    L, L_inv = _cholesky_with_inverse(K)
     K_inv = L_inv.T @ L_inv
     alpha = K_inv @ r
     return 0.5 * r @ alpha + jnp.sum(jnp.log(jnp.diag(L))), (K_inv, alpha)
@@ -342,8 +347,7 @@ def fit_hyperparameters(
 
 def condition(kernel: BaseKernel, params: GPParams, X, y, valid, jitter: float = 1e-6) -> Posterior:
     """Condition the GP on the valid rows of ``(X, y)``."""
-    L = jnp.linalg.cholesky(masked_gram(kernel, params, X, valid, jitter))
-    L_inv = solve_triangular(L, jnp.eye(L.shape[0], dtype=L.dtype), lower=True)
+    L, L_inv = _cholesky_with_inverse(masked_gram(kernel, params, X, valid, jitter))
     residual = jnp.where(valid, y - params.mean, 0.0)
     return Posterior(X, residual, valid, L, L_inv, cho_solve((L, True), residual), params)
 
