@@ -125,7 +125,7 @@ def main(argv=None):
     ap = argparse.ArgumentParser()
     ap.add_argument("--functions", nargs="+", default=list(DEFAULT_FUNCTIONS))
     ap.add_argument("--methods", nargs="+", default=list(METHODS))
-    ap.add_argument("--seeds", type=int, default=10)
+    ap.add_argument("--seeds", type=int, default=30)
     ap.add_argument("--budget", type=int, default=40)
     ap.add_argument("--workers", type=int, default=4)
     ap.add_argument("--no-write", action="store_true")

@@ -237,6 +237,25 @@ def test_fantasy_draws_follow_the_joint_posterior():
     np.testing.assert_allclose(np.cov(np.asarray(draws).T), cov, atol=0.1 * float(cov.max()) + 1e-4)
 
 
+def test_thompson_scores_average_one_draw_per_fantasy_sample():
+    """Syne Tune's thompson_indep draws once per fantasy sample and averages: with pending trials
+    the draw's spread is std / sqrt(S); without, every sample is the same and it is std."""
+    n_samples = 16
+    s = GPFIFOSearcher({"a": hx.LinearSpace(0.0, 1.0), "b": hx.LinearSpace(0.0, 1.0)}, "loss",
+                       num_fantasy_samples=n_samples)
+    cfg = s._cfg
+    X, c, valid, Xp, pmask = _model_inputs()
+    theta = fm.default_theta(cfg)
+    U = jax.random.uniform(jax.random.PRNGKey(5), (4000, 2))
+    score = jax.jit(fm.initial_scores, static_argnums=0)
+    for pending, variance in ((pmask, 1.0 / n_samples), (jnp.zeros_like(pmask), 1.0)):
+        fant = FANTASIZE(cfg, theta, X, c, valid, Xp, pending, jax.random.PRNGKey(3))
+        means, std = fm._per_sample(cfg, fant, U)
+        eps = (score(cfg, fant, U, jax.random.PRNGKey(6), jnp.any(pending)) - means.mean(0)) / std
+        assert float(jnp.mean(eps)) == pytest.approx(0.0, abs=5 * math.sqrt(variance / 4000))
+        assert float(jnp.var(eps)) == pytest.approx(variance, rel=0.1)  # 4.5 standard errors
+
+
 # --- the main loop, state -----------------------------------------------------
 
 MAIN = dict(num_init_random=3, random_seed=1)
@@ -252,6 +271,14 @@ def test_suggestions_are_decoded_and_inside_the_space():
         c = s.get_config(trial_id=i)
         assert isinstance(c["x"], float) and isinstance(c["k"], int) and c["opt"] in ("a", "b")
         assert -5 <= c["x"] <= 10 and 1e-2 <= c["y"] <= 10
+
+
+def test_the_model_computes_in_float64_and_leaves_the_global_flag_alone():
+    x64_before = jax.config.jax_enable_x64
+    s = GPFIFOSearcher(SPACE, "loss", **MAIN)
+    run(s, 6, branin_like)
+    assert s._theta["gp"].log_length_scale.dtype == np.float64
+    assert jax.config.jax_enable_x64 == x64_before
 
 
 def test_state_roundtrip_through_json_gives_the_same_next_suggestion():
@@ -398,8 +425,9 @@ def test_warping_and_boxcox_are_fitted_in_the_loop():
     suggested, _ = run(s, 12, objective, n_pending=2, metric="acc")
     assert len(suggested) == 12
     theta = s._theta
-    lam = float(bc.lam_from_raw(theta["lam"]))
-    a, b = warping.shapes(theta["warp"])
+    with jax.enable_x64(True):  # the searcher's parameters are float64
+        lam = float(bc.lam_from_raw(theta["lam"]))
+        a, b = warping.shapes(theta["warp"])
     assert bc.LOWER < lam < bc.UPPER and np.all(np.isfinite(a)) and np.all(np.isfinite(b))
     assert lam != pytest.approx(1.0, abs=1e-4) or not np.allclose(a, 1.0)  # something was learned
     with pytest.raises(ConfigurationError, match="positive criterion"):

@@ -41,6 +41,14 @@ __all__ = ["SubsetMatern52", "ModelConfig", "Fantasies"]
 
 _LAM_PRIOR_SCALE = 2.0  # weak Gaussian prior on Box-Cox's unconstrained parameter
 
+# Length scales: log-normal with median sqrt(D), the diagonal of the unit cube,
+# and scale 1. The core's default (Hvarfner et al.'s, median 4.1 sqrt(D)) suits
+# a global acquisition search; here one local EI climb starts from a Thompson
+# pick, and on such smooth, nearly polynomial fits it ran to the faces of the
+# cube. Async benchmark, 30 seeds, median regret: Hartmann-6 0.72 -> 0.28,
+# Camel 0.0098 -> 0.0076, Branin 2.9e-4 -> 2.0e-4, Hartmann-3 6.1e-4 -> 1.6e-4.
+PRIOR = gp.GPPrior(length_scale_loc=0.0, length_scale_scale=1.0)
+
 
 @dataclasses.dataclass(frozen=True)
 class SubsetMatern52(kernels.BaseKernel):
@@ -81,7 +89,7 @@ class ModelConfig:
     opt_maxiter: int
     local_steps: int
     jitter: float = 1e-6
-    prior: gp.GPPrior = gp.GPPrior()
+    prior: gp.GPPrior = PRIOR
 
     @property
     def n_dims(self) -> int:
@@ -300,12 +308,20 @@ def acquisition_value(cfg: ModelConfig, fant: Fantasies, U):
     return jnp.mean(acq.UCB(kappa=cfg.kappa)(means, std, y_best), axis=0)
 
 
-def initial_scores(cfg: ModelConfig, fant: Fantasies, U, key):
-    """Scores ranking the initial candidates (higher is better)."""
+def initial_scores(cfg: ModelConfig, fant: Fantasies, U, key, any_pending):
+    """Scores ranking the initial candidates (higher is better).
+
+    ``thompson_indep`` is Syne Tune's: one marginal draw per fantasy sample,
+    averaged. The samples share the std, so with pending points the draw is
+    ``mean + std * eps`` with ``eps ~ N(0, 1/S)``; without, all samples are one
+    and ``eps ~ N(0, 1)``.
+    """
     if cfg.initial_scoring == "acq_func":
         return acquisition_value(cfg, fant, U)
     means, std = _per_sample(cfg, fant, U)
-    return jnp.mean(means, axis=0) + std * jax.random.normal(key, std.shape, std.dtype)
+    n_samples = jnp.where(any_pending, means.shape[0], 1).astype(std.dtype)
+    eps = jax.random.normal(key, std.shape, std.dtype) / jnp.sqrt(n_samples)
+    return jnp.mean(means, axis=0) + std * eps
 
 
 @functools.partial(jax.jit, static_argnums=0)
@@ -313,7 +329,7 @@ def propose(cfg: ModelConfig, theta: dict, X, c, valid, X_pending, pending, U, k
     """:func:`fantasize` and :func:`initial_scores` of the candidates ``U`` in one compiled step."""
     k_fant, k_score = jax.random.split(key)
     fant = fantasize(cfg, theta, X, c, valid, X_pending, pending, k_fant)
-    return fant, initial_scores(cfg, fant, U, k_score)
+    return fant, initial_scores(cfg, fant, U, k_score, jnp.any(pending))
 
 
 @functools.partial(jax.jit, static_argnums=0)
