@@ -9,7 +9,8 @@ Rerun it to resume an interrupted sweep; the results land in the workdir (trials
 import argparse
 import os
 
-from hyperoptax import plotting, tune
+from hyperoptax import tune
+from hyperoptax.tune import plotting
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 

@@ -401,7 +401,8 @@ def test_lbfgs_schedule_refines_or_refits_from_the_center(key, n_before, n_after
     X = jax.random.uniform(key, (24, 2), minval=-2.0, maxval=2.0)
     y = jax.vmap(lambda x: quadratic(None, {"x": x[0], "y": x[1]}))(X)
     state = state.replace(X=X, y=y, mask=jnp.arange(24) < n_after, log_length_scale=jnp.full(2, 2.0))
-    learned = jax.jit(opt._learn)(state, key, n_before)
+    previous = state.replace(mask=jnp.arange(24) < n_before)  # the state before the batch was recorded
+    learned = jax.jit(opt._learn)(state, key, previous)
     z, valid = opt._targets(state)
     U = sp.encode_rows(SPACE, state.X, valid)
     steps = 30 if fresh else 3

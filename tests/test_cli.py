@@ -35,7 +35,7 @@ TINY = textwrap.dedent("""
 # The CLI with every evaluation slowed down, so the test can kill it between two checkpoints.
 SLOW_CLI = textwrap.dedent("""
     import sys, time
-    from hyperoptax import tune_tasks
+    from hyperoptax.tune import tasks as tune_tasks
     evaluate = tune_tasks.ClassificationTask.__call__
     def slow(self, key, params):
         time.sleep(2.0)
@@ -94,7 +94,8 @@ def test_tune_writes_every_output(full_run):
     results = json.loads((workdir / "results.json").read_text())
     assert results["finished"] and results["n_trials"] == 6 and results["n_failed"] == 0
     assert results["metric"] == "accuracy" and results["mode"] == "max" and results["optimizer"] == "bayesian"
-    assert results["space"] == {"learning_rate": "log(0.001, 0.1)", "weight_decay": "log(1e-05, 0.01)"}
+    assert results["space"] == {"learning_rate": {"spec": "log(0.001, 0.1)", "scale": "log"},
+                                "weight_decay": {"spec": "log(1e-05, 0.01)", "scale": "log"}}
     assert results["best"]["metric"] == max(float(r["accuracy"]) for r in rows)
     for trial, row in zip(results["trials"], rows):
         assert set(trial) == {"trial", "iteration", "status", "metric", "duration", "params"}

@@ -25,7 +25,7 @@ ARGS = ["tune", "--config", "configs/synthetic.py", f"--config.search.n_iteratio
 # Each evaluation sleeps, so the run lasts long enough to be killed where the test wants.
 SLOW_CLI = textwrap.dedent("""
     import sys, time
-    from hyperoptax import tune_tasks
+    from hyperoptax.tune import tasks as tune_tasks
     evaluate = tune_tasks.SyntheticTask.__call__
     def slow(self, key, params):
         time.sleep(0.4)

@@ -8,7 +8,8 @@ import numpy as np
 import pytest
 
 import hyperoptax as hx
-from hyperoptax import plotting, tune, tune_tasks
+from hyperoptax import tune
+from hyperoptax.tune import plotting, report, tasks
 from hyperoptax.errors import ConfigurationError, SpaceError
 
 
@@ -99,7 +100,7 @@ class Interrupt(Exception):
 
 def interrupt_at(monkeypatch, iteration):
     """Make the task raise on its ``iteration``-th call, like a killed process."""
-    make = tune_tasks.make_task
+    make = tasks.make_task
 
     def make_task(config, space):
         task, calls = make(config, space), []
@@ -112,7 +113,7 @@ def interrupt_at(monkeypatch, iteration):
 
         return call
 
-    monkeypatch.setattr(tune_tasks, "make_task", make_task)
+    monkeypatch.setattr(tasks, "make_task", make_task)
 
 
 @pytest.mark.parametrize("optimizer", ["gp_fifo", "random", "grid"])
@@ -138,13 +139,13 @@ def test_interrupted_sweep_resumes_to_the_uninterrupted_result(optimizer, tmp_pa
 
 
 def test_failed_trials_are_recorded_and_never_best(tmp_path, monkeypatch):
-    make = tune_tasks.make_task
+    make = tasks.make_task
 
     def make_task(config, space):
         task = make(config, space)
         return lambda key, params: np.where(np.arange(2) == 0, np.nan, task(key, params))
 
-    monkeypatch.setattr(tune_tasks, "make_task", make_task)
+    monkeypatch.setattr(tasks, "make_task", make_task)
     config = synthetic("random")
     config.output.plots = True
     results = tune.tune(config, tmp_path, verbose=False)
@@ -155,7 +156,7 @@ def test_failed_trials_are_recorded_and_never_best(tmp_path, monkeypatch):
     csv_rows = (tmp_path / "trials.csv").read_text().splitlines()
     assert csv_rows[1].split(",")[2:4] == ["failed", "nan"]
     assert (tmp_path / "convergence.png").stat().st_size > 0 and (tmp_path / "slices.png").stat().st_size > 0
-    text = plotting.summary(plotting.load_results(tmp_path), top_k=2)
+    text = report.summary(tune.load_results(tmp_path), top_k=2)
     assert "3 failed" in text and text.count("\n   ") <= 3
 
 
@@ -166,9 +167,10 @@ def test_plots_with_categories_and_log_axes(tmp_path):
         for i in range(4)
     ]
     results = {"metric": "accuracy", "mode": "max", "optimizer": "bayesian", "trials": trials, "best": trials[-1],
-               "space": {"lr": "log(0.0001, 0.1)", "opt": "choice('adam', 'sgd')", "width": "choice(32, 64)"}}
+               "space": tune.describe_space({"lr": hx.LogSpace(1e-4, 0.1), "opt": hx.DiscreteSpace(["adam", "sgd"]),
+                                             "width": hx.DiscreteSpace([32, 64])})}
     paths = plotting.render_plots(results, tmp_path)
     import matplotlib.image
 
     assert all(matplotlib.image.imread(p).shape[0] > 100 for p in paths)
-    assert "rank" in plotting.top_table(results, 2)
+    assert "rank" in report.top_table(results, 2)

@@ -21,6 +21,7 @@ from hyperoptax.bayesian import RECOMMENDED, BayesianSearch, BayesianSearchState
 from hyperoptax.grid import GridSearch, GridSearchState
 from hyperoptax.kernels import RBF, BaseKernel, Matern
 from hyperoptax.random import RandomSearch
+from hyperoptax.searchers import GPFIFOSearcher
 from hyperoptax.spaces import (
     DiscreteSpace,
     LinearSpace,
@@ -44,8 +45,6 @@ __all__ = [
     "BaseKernel", "Matern", "RBF",
     "BaseAcquisition", "PI", "EI", "LogEI", "LogPI", "UCB", "ThompsonSampling",
     "BaseHallucination", "MeanHallucination", "SampleHallucination", "UCBHallucination", "ConstantHallucination",
+    "GPFIFOSearcher",
     "errors",
 ]
-from hyperoptax.searchers import GPFIFOSearcher  # noqa: E402
-
-__all__ += ["GPFIFOSearcher"]

@@ -11,8 +11,6 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-import inspect
-import logging
 import math
 from typing import Any, Callable
 
@@ -21,9 +19,8 @@ import jax.numpy as jnp
 import numpy as np
 
 from hyperoptax import spaces as sp
+from hyperoptax import sweep
 from hyperoptax.errors import ConfigurationError, ObjectiveError, check_positive_int
-
-logger = logging.getLogger("hyperoptax")
 
 
 @jax.tree_util.register_dataclass
@@ -75,38 +72,26 @@ def empty_buffers(space, n_max: int) -> dict:
     )
 
 
-def _check_objective(func: Callable) -> None:
-    if not callable(func):
-        raise ObjectiveError(f"The objective must be callable as func(key, params), got {func!r}.")
-    try:
-        sig = inspect.signature(func)
-    except (TypeError, ValueError):
-        return  # builtins and some C functions cannot be inspected
-    positional = [
-        p for p in sig.parameters.values()
-        if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD) and p.default is p.empty
-    ]
-    varargs = any(p.kind == p.VAR_POSITIONAL for p in sig.parameters.values())
-    if len(positional) > 2 or (len(positional) < 2 and not varargs):
-        raise ObjectiveError(
-            f"The objective must have the signature func(key, params) -> scalar; "
-            f"{getattr(func, '__name__', func)!r} takes {len(positional)} required positional argument(s). "
-            f"Wrap it, e.g. lambda key, params: my_fn(params)."
-        )
-
-
+@dataclasses.dataclass(frozen=True)
 class Optimizer:
     """Base class: ``init`` / ``get_next_params`` / ``update_state`` and the loops.
 
-    Subclasses are frozen dataclasses with ``n_parallel`` and ``maximize`` fields
-    and implement ``_next(state, key) -> X (n_parallel, n_params)`` and, if they
-    learn from data, ``_learn(state, key) -> state``.
+    Optimizers are frozen dataclasses; every one has the keyword-only fields
+    ``n_parallel`` (configurations per batch) and ``maximize`` declared here
+    and checked by :meth:`__post_init__` (a subclass that validates more calls
+    ``super().__post_init__()``). A subclass implements
+
+    * ``_next(state, key) -> X (n_parallel, n_params)``: the next batch, as
+      stored values;
+    * ``_learn(state, key, previous) -> state``, if it learns from data: called
+      after a batch was written into ``state``; ``previous`` is the state
+      before it (what changed is what the batch added).
     """
 
-    n_parallel: int = 1
-    maximize: bool = True
+    n_parallel: int = dataclasses.field(default=1, kw_only=True)
+    maximize: bool = dataclasses.field(default=True, kw_only=True)
 
-    def _validate(self):
+    def __post_init__(self):
         check_positive_int("n_parallel", self.n_parallel)
         if not isinstance(self.maximize, (bool, np.bool_)):
             raise ConfigurationError(f"maximize must be True or False, got {self.maximize!r}.")
@@ -115,19 +100,13 @@ class Optimizer:
 
     # Optimizers are frozen, hashable configuration: equal optimizers share one
     # compiled step, so a sweep (or many seeds of one) compiles each step once.
-    def _jit_next(self, state, key):
-        return _jitted_next(self, state, key)
-
-    def _jit_update(self, state, key, results, X):
-        return _jitted_update(self, state, key, results, X)
-
     def get_next_params(self, state, key, params=None, results=None):
         """The next batch: a params pytree with leaves of shape ``(n_parallel,)``.
 
         ``params`` and ``results`` (the previous batch) are accepted for API
         compatibility; the state already holds everything observed.
         """
-        X = self._jit_next(state, key)
+        X = _jitted_next(self, state, key)
         return sp.unflatten_params(state.space, X)
 
     def update_state(self, state, key, results, params):
@@ -147,7 +126,7 @@ class Optimizer:
                 f"update_state got params for {X.shape[0]} configurations but n_parallel={self.n_parallel}. "
                 f"Pass the batch returned by get_next_params."
             )
-        return self._jit_update(state, key, results, X.astype(state.X.dtype))
+        return _jitted_update(self, state, key, results, X.astype(state.X.dtype))
 
     def _check_results(self, results):
         results = jnp.asarray(results)
@@ -161,10 +140,9 @@ class Optimizer:
         return results.reshape(self.n_parallel).astype(jnp.zeros(()).dtype)
 
     def _update(self, state, key, results, X):
-        state = record(state, results, X)
-        return self._learn(state, key)
+        return self._learn(record(state, results, X), key, state)
 
-    def _learn(self, state, key):
+    def _learn(self, state, key, previous):
         return state
 
     def _next(self, state, key):
@@ -211,9 +189,6 @@ class Optimizer:
         remaining = state.X.shape[0] - n_written
         return max(0, math.ceil(remaining / self.n_parallel))
 
-    def _step_keys(self, key, i):
-        return jax.random.split(jax.random.fold_in(key, i), 3)
-
     def optimize(self, state, key, func: Callable, n_iterations: int | None = None):
         """High-level loop: suggest, evaluate ``func(key, params)`` on each member, update.
 
@@ -222,19 +197,20 @@ class Optimizer:
         values, and an exception in one call marks that trial failed (NaN) instead
         of stopping the search. Returns ``state, (params_hist, results_hist)`` as lists.
         """
-        _check_objective(func)
+        sweep.check_objective(func)
         if n_iterations is None:
             n_iterations = self.default_n_iterations(state)
-        evaluate = _BatchEvaluator(func, self.n_parallel)
+        evaluate = sweep.BatchEvaluator(func, self.n_parallel)
+        search = sweep.BoundOptimizer(self, state)
         params_hist, results_hist = [], []
-        for i in range(n_iterations):
-            k_next, k_func, k_update = self._step_keys(key, i)
-            params = self.get_next_params(state, k_next)
-            results = evaluate(jax.random.split(k_func, self.n_parallel), params)
-            state = self.update_state(state, k_update, results, params)
-            params_hist.append(params)
-            results_hist.append(results)
-        return state, (params_hist, results_hist)
+
+        def collect(it):
+            params_hist.append(it.params)
+            results_hist.append(it.results)
+
+        sweep.run(search, lambda k, params: evaluate(jax.random.split(k, self.n_parallel), params),
+                  key, range(n_iterations), collect)
+        return search.state, (params_hist, results_hist)
 
     def optimize_scan(self, state, key, func: Callable, n_iterations: int | None = None):
         """Like :meth:`optimize`, as one ``jax.lax.scan``; ``func`` must be traceable.
@@ -243,18 +219,20 @@ class Optimizer:
         results ``(n_iterations, n_parallel)``. Same keys as :meth:`optimize`, so
         both give the same results.
         """
-        _check_objective(func)
+        sweep.check_objective(func)
         if n_iterations is None:
             n_iterations = self.default_n_iterations(state)
         batched = jax.vmap(func)
-        _check_output_shape(batched, self.n_parallel, state, self)
+        keys = jax.eval_shape(lambda: jax.random.split(jax.random.key(0), self.n_parallel))
+        params = jax.eval_shape(lambda s: self.get_next_params(s, jax.random.key(0)), state)
+        # Fail before any compilation when the objective returns the wrong shape or dtype.
+        sweep.check_batch_output(jax.eval_shape(batched, keys, params), self.n_parallel)
 
         def step(state, i):
-            k_next, k_func, k_update = self._step_keys(key, i)
+            k_next, k_func, k_update = sweep.iteration_keys(key, i)
             params = self.get_next_params(state, k_next)
             results = batched(jax.random.split(k_func, self.n_parallel), params)
-            results = self._check_results(results)
-            state = self._jit_update(state, k_update, results, sp.flatten_params(state.space, params).astype(state.X.dtype))
+            state = self.update_state(state, k_update, results, params)
             return state, (params, results)
 
         return jax.lax.scan(step, state, jnp.arange(n_iterations))
@@ -284,59 +262,3 @@ def record(state, results, X):
         y=state.y.at[idx].set(results, mode="drop"),
         mask=state.mask.at[idx].set(True, mode="drop"),
     )
-
-
-def _check_output_shape(batched, n_parallel, state, optimizer):
-    """Fail before any compilation when the objective returns the wrong shape or dtype."""
-    keys = jax.eval_shape(lambda: jax.random.split(jax.random.key(0), n_parallel))
-    params = jax.eval_shape(lambda s: optimizer.get_next_params(s, jax.random.key(0)), state)
-    out = jax.eval_shape(batched, keys, params)
-    if not hasattr(out, "shape") or out.shape != (n_parallel,):
-        raise ObjectiveError(
-            f"The objective must return a scalar (shape ()), but under vmap it returned "
-            f"{getattr(out, 'shape', out)} for {n_parallel} configurations. If it returns shape (1,), "
-            f"call .squeeze() before returning; return a single metric, not a dict or tuple."
-        )
-    if not jnp.issubdtype(out.dtype, jnp.floating):
-        raise ObjectiveError(
-            f"The objective must return a float, got dtype {out.dtype}. Cast it, e.g. jnp.float32(metric)."
-        )
-
-
-class _BatchEvaluator:
-    """Evaluates ``func`` on a batch: one jitted vmap when traceable, else one call per member."""
-
-    def __init__(self, func, n_parallel):
-        self.func, self.n_parallel = func, n_parallel
-        self.compiled = None  # decided on the first call
-
-    def __call__(self, keys, params):
-        if self.compiled is None:
-            batched = jax.jit(jax.vmap(self.func))
-            try:
-                out = jax.eval_shape(batched, keys, params)
-            except (jax.errors.ConcretizationTypeError, jax.errors.TracerArrayConversionError,
-                    jax.errors.TracerBoolConversionError, jax.errors.TracerIntegerConversionError):
-                logger.info("objective is not traceable; evaluating it one configuration at a time")
-                self.compiled = False
-            else:
-                if not hasattr(out, "shape") or out.shape != (self.n_parallel,):
-                    raise ObjectiveError(
-                        f"The objective must return a scalar (shape ()), got {getattr(out, 'shape', out)} "
-                        f"for a batch of {self.n_parallel}. If it returns shape (1,), call .squeeze()."
-                    )
-                self.compiled = batched
-        if self.compiled:
-            return self.compiled(keys, params)
-        return jnp.asarray([self._call_one(keys[i], jax.tree.map(lambda p: p[i], params)) for i in range(self.n_parallel)])
-
-    def _call_one(self, key, params):
-        try:
-            value = self.func(key, params)
-        except Exception as err:  # a crashed trial is a failed trial, not a crashed search
-            logger.warning("trial failed with %s: %s; recorded as NaN", type(err).__name__, err)
-            return float("nan")
-        arr = np.asarray(value)
-        if arr.size != 1:
-            raise ObjectiveError(f"The objective must return a scalar, got shape {arr.shape}.")
-        return float(arr.reshape(()))

@@ -19,7 +19,7 @@ from hyperoptax import acqopt, gp
 from hyperoptax import acquisition as acq
 from hyperoptax import kernels
 from hyperoptax import spaces as sp
-from hyperoptax.base import Optimizer, OptimizerState, empty_buffers, record
+from hyperoptax.base import Optimizer, OptimizerState, empty_buffers
 from hyperoptax.errors import ConfigurationError, check_choice, check_positive_int
 
 __all__ = ["BayesianSearch", "BayesianSearchState", "RECOMMENDED"]
@@ -123,8 +123,8 @@ class BayesianSearch(Optimizer):
     n_lbfgs_steps: int = 10
     n_hparam_steps: int = 20
     n_warmup: int = 1
-    maximize: bool = True
-    n_parallel: int = 4
+    # The documented batch size of BayesianSearch; Optimizer's default is 1.
+    n_parallel: int = dataclasses.field(default=4, kw_only=True)
     hallucination: acq.BaseHallucination = dataclasses.field(default_factory=acq.SampleHallucination)
     prior: gp.GPPrior = dataclasses.field(default_factory=gp.GPPrior)
     output_warping: bool = False
@@ -132,7 +132,7 @@ class BayesianSearch(Optimizer):
     hparam_optimizer: str = "adam"
 
     def __post_init__(self):
-        self._validate()
+        super().__post_init__()
         check_positive_int("n_candidates", self.n_candidates)
         for name in ("n_restarts", "n_lbfgs_steps", "n_hparam_steps", "n_warmup", "n_initial_points"):
             check_positive_int(name, getattr(self, name), minimum=0)
@@ -187,11 +187,7 @@ class BayesianSearch(Optimizer):
         z, _, _ = gp.standardize(y, valid)
         return z, valid
 
-    def _update(self, state, key, results, X):
-        n_valid_before = state.succeeded.sum()
-        return self._learn(record(state, results, X), key, n_valid_before)
-
-    def _learn(self, state, key, n_valid_before):
+    def _learn(self, state, key, previous):
         if self.n_hparam_steps == 0:
             return state
         z, valid = self._targets(state)
@@ -213,7 +209,7 @@ class BayesianSearch(Optimizer):
             # of successful observations reaches a power of two (8, 16, 32, ...):
             # often while the data are few and the fit moves most.
             powers = 2 ** jnp.arange(31)
-            fresh = jnp.any((n_valid_before < powers) & (powers <= valid.sum()))
+            fresh = jnp.any((previous.succeeded.sum() < powers) & (powers <= valid.sum()))
             n_warm = min(self.n_hparam_steps, _WARM_FIT_STEPS)
             params = jax.lax.cond(fresh, lambda: fit(True), lambda: fit(False, n_warm))
         return state.replace(

@@ -100,13 +100,13 @@ def _tune(args, overrides) -> None:
 
 
 def _report(args) -> None:
-    from hyperoptax import plotting
+    from hyperoptax.tune import plotting, records, report
 
-    results = plotting.load_results(args.workdir)
+    results = records.load_results(args.workdir)
     top = args.top if args.top is not None else results.get("config", {}).get("output", {}).get("top_k", 5)
     if not args.no_plots:
         plotting.render_plots(results, args.workdir)
-    print(plotting.summary(results, top_k=top, workdir=args.workdir))
+    print(report.summary(results, top_k=top, workdir=args.workdir))
 
 
 def main(argv=None) -> int:

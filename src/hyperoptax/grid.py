@@ -53,17 +53,12 @@ class GridSearch(Optimizer):
 
     Attributes:
         shuffle: randomize the traversal order at ``init`` (pass ``key``).
-        n_parallel: grid points per iteration. When the grid is exhausted the
-            traversal wraps around.
-        maximize: set False to minimise.
+
+    ``n_parallel`` grid points are taken per iteration; when the grid is
+    exhausted the traversal wraps around. ``maximize`` as for every optimizer.
     """
 
     shuffle: bool = False
-    n_parallel: int = 1
-    maximize: bool = True
-
-    def __post_init__(self):
-        self._validate()
 
     @classmethod
     def init(cls, space, key=None, n_max: int | None = None, **kwargs):
@@ -91,5 +86,5 @@ class GridSearch(Optimizer):
         idx = (state.grid_idx + jnp.arange(self.n_parallel)) % state.grid.shape[0]
         return state.grid[idx]
 
-    def _learn(self, state, key):
+    def _learn(self, state, key, previous):
         return state.replace(grid_idx=state.grid_idx + self.n_parallel)

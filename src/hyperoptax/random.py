@@ -16,16 +16,9 @@ __all__ = ["RandomSearch"]
 class RandomSearch(Optimizer):
     """Samples each space independently; records results so ``best_*`` work.
 
-    Attributes:
-        n_parallel: configurations per iteration.
-        maximize: set False to minimise.
+    ``n_parallel`` (configurations per iteration) and ``maximize`` are the
+    keyword-only options of every :class:`~hyperoptax.base.Optimizer`.
     """
-
-    n_parallel: int = 1
-    maximize: bool = True
-
-    def __post_init__(self):
-        self._validate()
 
     @classmethod
     def init(cls, space, n_max: int = 200, **kwargs):

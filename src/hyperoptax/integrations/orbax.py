@@ -36,7 +36,6 @@ from __future__ import annotations
 
 import json
 import logging
-import math
 import os
 import time
 import zlib
@@ -54,6 +53,7 @@ except ImportError as err:  # pragma: no cover - exercised only without the extr
         "Install it with `pip install 'hyperoptax[flax]'`."
     ) from err
 
+from hyperoptax import sweep
 from hyperoptax.errors import CheckpointError, ConfigurationError, check_positive_int
 
 __all__ = ["Restored", "SweepCheckpointer", "resumable_optimize"]
@@ -63,9 +63,7 @@ logger = logging.getLogger(__name__)
 _FORMAT_VERSION = 1
 _MANIFEST_ITEM = "hyperoptax"
 _METADATA_ITEM = "metadata"
-_FRESH_HINT = (
-    "To start over, run with `--fresh` or point the run at a new checkpoint directory."
-)
+_FRESH_HINT = "To start over, delete the checkpoint directory or point the run at a new one."
 
 
 class Restored(NamedTuple):
@@ -226,13 +224,9 @@ class SweepCheckpointer:
         :meth:`wait_until_finished` / :meth:`close` wait for it.
 
     **Steps.** ``step`` is a monotone counter chosen by the caller; each call to
-    :meth:`save` must use a larger step than the last checkpoint on disk. The
-    sweep driver uses the number of training steps the sweep has completed,
-    ``step = iteration * steps_per_iteration + train_step``: a mid-iteration
-    save after ``train_step`` (1 <= train_step < steps_per_iteration) steps of
-    ``iteration``, and the forced end-of-iteration save at
-    ``(iteration + 1) * steps_per_iteration``. Without a trainer (see
-    :func:`resumable_optimize`) the step is the number of completed iterations.
+    :meth:`save` must use a larger step than the last checkpoint on disk.
+    :func:`resumable_optimize` and the ``hyperoptax tune`` driver save once per
+    iteration, after it completes, at ``step = iterations completed``.
 
     Use as a context manager, or call :meth:`close` when done.
     """
@@ -290,8 +284,7 @@ class SweepCheckpointer:
         if latest is not None and step <= latest:
             raise CheckpointError(
                 f"Cannot save step {step}: {self.directory} already holds step {latest}, "
-                "and steps must increase: use the number of completed training steps "
-                f"(iteration * steps_per_iteration + train_step) as the step. {_FRESH_HINT}"
+                f"and steps must increase (e.g. use the number of completed iterations). {_FRESH_HINT}"
             )
         if metadata is not None and not isinstance(metadata, dict):
             raise ConfigurationError(
@@ -500,24 +493,6 @@ def _key_record(key) -> dict:
     return {"data": np.asarray(key).ravel().tolist(), "impl": None}
 
 
-def _trial_records(first_trial: int, iteration: int, params, results) -> list[dict]:
-    names = [(jax.tree_util.keystr(p), np.asarray(v)) for p, v in
-             jax.tree_util.tree_flatten_with_path(params)[0]]
-    results = np.asarray(results).reshape(-1)
-    records = []
-    for member, value in enumerate(results):
-        value = float(value)
-        ok = math.isfinite(value)
-        records.append({
-            "trial": first_trial + member,
-            "iteration": iteration,
-            "params": {name: leaf[member].tolist() for name, leaf in names},
-            "result": value if ok else None,
-            "status": "ok" if ok else "failed",
-        })
-    return records
-
-
 def resumable_optimize(
     optimizer,
     state,
@@ -530,8 +505,8 @@ def resumable_optimize(
 ):
     """Run ``n_iterations`` of suggest / evaluate / update, checkpointing each one.
 
-    Iteration ``i`` uses ``k_suggest, k_eval, k_update = jax.random.split(
-    jax.random.fold_in(key, i), 3)``::
+    Iteration ``i`` runs :func:`hyperoptax.sweep.run`'s step with
+    ``k_suggest, k_eval, k_update = jax.random.split(jax.random.fold_in(key, i), 3)``::
 
         params = optimizer.get_next_params(state, k_suggest)   # leaves (n_parallel, ...)
         results = func_batched(k_eval, params)                   # (n_parallel,)
@@ -547,9 +522,10 @@ def resumable_optimize(
     iterations.
 
     Returns:
-      ``(state, trials)``: the final search state and one record per
-      evaluated configuration, ``{"trial", "iteration", "params", "result",
-      "status"}`` (``result`` None and status ``"failed"`` for NaN/inf).
+      ``(state, trials)``: the final search state and one
+      :class:`~hyperoptax.sweep.TrialRecord` per evaluated configuration
+      (``metric`` None and status ``"failed"`` for NaN/inf; ``params`` decoded
+      with the state's ``space`` when it has one).
 
     Raises:
       CheckpointError: the checkpoint was written with another key or another
@@ -582,24 +558,17 @@ def resumable_optimize(
         state = restored.search_state
         logger.info("Resuming sweep from %s after iteration %d", checkpointer.directory, start)
 
-    for iteration in range(start, n_iterations):
-        k_suggest, k_eval, k_update = jax.random.split(jax.random.fold_in(key, iteration), 3)
-        params = optimizer.get_next_params(state, k_suggest)
-        results = func_batched(k_eval, params)
-        state = optimizer.update_state(state, k_update, results, params)
-        trials.extend(_trial_records(len(trials), iteration, params, results))
-        checkpointer.save(
-            iteration + 1,
-            search_state=state,
-            metadata={
-                **(metadata or {}),
-                "resumable_optimize": {
-                    "iterations_done": iteration + 1,
-                    "key": key_record,
-                    "trials": trials,
-                },
-            },
-            force=True,
-        )
+    search = sweep.BoundOptimizer(optimizer, state)
+
+    def save(iteration):
+        trials.extend(sweep.trial_records(len(trials), iteration, search.configs(iteration.params)))
+        done = iteration.index + 1
+        checkpointer.save(done, search_state=search.state, force=True, metadata={
+            **(metadata or {}),
+            "resumable_optimize": {"iterations_done": done, "key": key_record, "trials": trials},
+        })
+
+    sweep.run(search, func_batched, key, range(start, n_iterations), save)
+    state = search.state
     checkpointer.wait_until_finished()
     return state, trials

@@ -93,7 +93,6 @@ class HyperoptaxSearch(Searcher):
         self._seed = random_seed
         self._options = options
         self._searcher: GPFIFOSearcher | None = None
-        self._finished = False
         if space is not None and metric is not None:
             self._build()
 
@@ -126,7 +125,6 @@ class HyperoptaxSearch(Searcher):
     def suggest(self, trial_id: str):
         config = self._require().get_config(trial_id=trial_id)
         if config is None:
-            self._finished = True
             return Searcher.FINISHED
         return config
 

@@ -5,6 +5,9 @@ fixed settings come from ``config.model`` / ``config.training``; an entry of ``c
 same name replaces the fixed value. Names that change shapes or step counts (and every category) are
 *static*: the trainer buckets the batch by them and compiles each bucket once; the rest are traced, so
 members with different learning rates share one compiled program.
+
+Tasks take a config that :mod:`hyperoptax.tune.config` has validated (``validate_config`` and
+``check_task``); they check nothing themselves.
 """
 
 from __future__ import annotations
@@ -20,20 +23,9 @@ import numpy as np
 import optax
 
 from hyperoptax import spaces as sp
-from hyperoptax.errors import ConfigurationError, check_choice, closest
+from hyperoptax.tune.config import STATIC, TUNABLE
 
-__all__ = ["make_task", "ClassificationTask", "SyntheticTask", "TUNABLE", "STATIC"]
-
-# Hyperparameters the classification task reads, and which of them are static.
-TUNABLE = {
-    "model": ("width", "depth", "features", "kernel_size"),
-    "training": ("n_steps", "batch_size", "optimizer", "schedule", "learning_rate", "weight_decay", "b1",
-                 "momentum", "label_smoothing"),
-}
-STATIC = ("width", "depth", "features", "kernel_size", "n_steps", "batch_size", "optimizer", "schedule")
-_MODELS = ("mlp", "cnn")
-_OPTIMIZERS = ("adamw", "adam", "sgd")
-_SCHEDULES = ("cosine", "constant")
+__all__ = ["make_task", "ClassificationTask", "SyntheticTask", "FUNCTIONS"]
 
 
 def make_task(config, space):
@@ -62,22 +54,15 @@ def sphere(*x):
     return sum(v**2 for v in x)
 
 
-_FUNCTIONS = {"branin": (branin, 2), "rosenbrock": (rosenbrock, None), "sphere": (sphere, None)}
+# Keyed like hyperoptax.tune.config.SYNTHETIC_ARITY, which the config is checked against.
+FUNCTIONS = {"branin": branin, "rosenbrock": rosenbrock, "sphere": sphere}
 
 
 class SyntheticTask:
     """A standard test function of the space's values (in the space's order); no training."""
 
     def __init__(self, config, space):
-        check_choice("synthetic.function", config.synthetic.function, _FUNCTIONS)
-        fn, n_args = _FUNCTIONS[config.synthetic.function]
-        if n_args is not None and len(space) != n_args:
-            raise ConfigurationError(
-                f"synthetic.function={config.synthetic.function!r} takes {n_args} parameters, but search.space has "
-                f"{len(space)} ({', '.join(space)}). Use e.g. {{'x1': 'linear(-5, 10)', 'x2': 'linear(0, 15)'}}."
-            )
-        if n_args is None and len(space) < 2 and fn is rosenbrock:
-            raise ConfigurationError("synthetic.function='rosenbrock' needs at least 2 parameters in search.space.")
+        fn = FUNCTIONS[config.synthetic.function]
         self.names, self.noise = list(space), float(config.synthetic.noise)
 
         def batch(key, params):
@@ -88,57 +73,6 @@ class SyntheticTask:
 
     def __call__(self, key, params):
         return np.asarray(self._batch(key, params))
-
-
-# ---------------------------------------------------------------------------
-# Models
-
-
-def _mlp(in_features, width, depth, n_classes, rngs):
-    from flax import nnx
-
-    class MLP(nnx.Module):
-        def __init__(self):
-            sizes = [in_features] + [width] * depth
-            self.hidden = nnx.List([nnx.Linear(a, b, rngs=rngs) for a, b in zip(sizes[:-1], sizes[1:])])
-            self.out = nnx.Linear(sizes[-1], n_classes, rngs=rngs)
-
-        def __call__(self, x):
-            x = x.reshape(x.shape[0], -1)
-            for layer in self.hidden:
-                x = nnx.relu(layer(x))
-            return self.out(x)
-
-    return MLP()
-
-
-def _cnn(image_shape, features, kernel_size, depth, width, n_classes, rngs):
-    from flax import nnx
-
-    class CNN(nnx.Module):
-        def __init__(self):
-            h, w, channels = image_shape
-            convs, pools = [], []
-            for block in range(depth):
-                out = features * 2**block
-                convs.append(nnx.Conv(channels, out, (kernel_size, kernel_size), rngs=rngs))
-                pools.append(h >= 4 and w >= 4)  # halve the image while it is big enough
-                if pools[-1]:
-                    h, w = h // 2, w // 2
-                channels = out
-            self.convs, self.pools = nnx.List(convs), tuple(pools)
-            self.dense = nnx.Linear(h * w * channels, width, rngs=rngs)
-            self.out = nnx.Linear(width, n_classes, rngs=rngs)
-
-        def __call__(self, x):
-            for conv, pool in zip(self.convs, self.pools):
-                x = nnx.relu(conv(x))
-                if pool:
-                    x = nnx.avg_pool(x, (2, 2), strides=(2, 2))
-            x = nnx.relu(self.dense(x.reshape(x.shape[0], -1)))
-            return self.out(x)
-
-    return CNN()
 
 
 # ---------------------------------------------------------------------------
@@ -176,27 +110,12 @@ class ClassificationTask:
     """A PopulationTrainer over ``config.model`` / ``config.training``; the metric is computed on the eval split."""
 
     def __init__(self, config, space):
+        # Flax is imported only when a classification task is built.
         from hyperoptax.integrations.flax import PopulationTrainer, accuracy, softmax_cross_entropy
+        from hyperoptax.tune.models import cnn, mlp
 
         m, t, s = config.model, config.training, config.search
-        check_choice("model.name", m.name, _MODELS)
-        check_choice("search.metric", s.metric, ("accuracy", "loss"))
-        tunable = TUNABLE["model"] + TUNABLE["training"]
-        for name in space:
-            if name not in tunable:
-                raise ConfigurationError(
-                    f"search.space.{name}: the classification task has no hyperparameter {name!r}. Tunable: "
-                    f"{', '.join(tunable)}.{closest(name, tunable)}"
-                )
         fixed = {**{k: m[k] for k in TUNABLE["model"]}, **{k: t[k] for k in TUNABLE["training"]}}
-        check_choice("training.optimizer", fixed["optimizer"], _OPTIMIZERS)
-        check_choice("training.schedule", fixed["schedule"], _SCHEDULES)
-        for name in ("optimizer", "schedule"):
-            leaf = space.get(name)
-            if leaf is not None:
-                allowed = _OPTIMIZERS if name == "optimizer" else _SCHEDULES
-                for value in getattr(leaf, "values", (None,)):
-                    check_choice(f"search.space.{name} value", value, allowed)
         self.space = space
         train, evaluation = load_data(config.dataset)
         image_key, label_key = list(train)
@@ -214,9 +133,9 @@ class ClassificationTask:
 
         def model_fn(hp, rngs):
             if m.name == "mlp":
-                return _mlp(int(np.prod(image_shape)), value(hp, "width"), value(hp, "depth"), n_classes, rngs)
-            return _cnn(image_shape, value(hp, "features"), value(hp, "kernel_size"), value(hp, "depth"),
-                        value(hp, "width"), n_classes, rngs)
+                return mlp(int(np.prod(image_shape)), value(hp, "width"), value(hp, "depth"), n_classes, rngs)
+            return cnn(image_shape, value(hp, "features"), value(hp, "kernel_size"), value(hp, "depth"),
+                       value(hp, "width"), n_classes, rngs)
 
         def optimizer_fn(hp):
             lr, n_steps = value(hp, "learning_rate"), value(hp, "n_steps")

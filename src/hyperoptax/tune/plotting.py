@@ -1,84 +1,19 @@
-"""Results of a sweep as a table and plots (matplotlib, Agg backend).
+"""A sweep's results as plots (matplotlib, Agg backend), drawn from ``results.json`` alone::
 
-Everything here reads the ``results.json`` that :func:`hyperoptax.tune.tune` writes, so
-``hyperoptax report WORKDIR`` re-renders a finished (or interrupted) sweep from its workdir alone::
-
-    results = plotting.load_results("runs/digits")
-    print(plotting.summary(results))
+    results = records.load_results("runs/digits")
     plotting.render_plots(results, "runs/digits")   # convergence.png, slices.png
 """
 
 from __future__ import annotations
 
-import json
 import math
 import os
 
 import numpy as np
 
-from hyperoptax.errors import ConfigurationError
+from hyperoptax.tune.records import CONVERGENCE_PNG, SLICES_PNG
 
-__all__ = ["load_results", "summary", "top_table", "render_plots", "plot_convergence", "plot_slices"]
-
-RESULTS_JSON, CONVERGENCE_PNG, SLICES_PNG = "results.json", "convergence.png", "slices.png"
-
-
-def load_results(workdir) -> dict:
-    """The ``results.json`` of a workdir, with a clear error when there is none."""
-    path = os.path.join(os.fspath(workdir), RESULTS_JSON)
-    if not os.path.exists(path):
-        raise ConfigurationError(
-            f"{path} does not exist: {workdir!r} is not the workdir of a sweep (or no iteration has finished yet). "
-            f"Run `hyperoptax tune --config CONFIG --workdir {workdir}` first."
-        )
-    with open(path) as f:
-        return json.load(f)
-
-
-def _fmt(value) -> str:
-    if isinstance(value, float):
-        return f"{value:.4g}"
-    return str(value)
-
-
-def _ranked(results) -> list[dict]:
-    ok = [t for t in results["trials"] if t["status"] == "ok"]
-    return sorted(ok, key=lambda t: t["metric"], reverse=results["mode"] == "max")
-
-
-def top_table(results, top_k: int = 5) -> str:
-    """The ``top_k`` best trials as a plain-text table."""
-    names = list(results["space"])
-    header = ["rank", "trial", "iter", results["metric"], *names]
-    rows = [
-        [str(rank + 1), str(t["trial"]), str(t["iteration"]), f"{t['metric']:.4f}", *(_fmt(t["params"][n]) for n in names)]
-        for rank, t in enumerate(_ranked(results)[:top_k])
-    ]
-    widths = [max(len(r[i]) for r in [header, *rows]) for i in range(len(header))]
-    line = lambda cells: "  ".join(c.rjust(w) for c, w in zip(cells, widths))  # noqa: E731
-    return "\n".join([line(header), line(["-" * w for w in widths]), *map(line, rows)])
-
-
-def summary(results, top_k: int = 5, workdir=None) -> str:
-    """The end-of-sweep report: counts, the best configuration, the top table, the files written."""
-    best = results.get("best")
-    state = "finished" if results.get("finished") else f"interrupted after {results.get('iterations_done', 0)} iterations"
-    lines = [
-        f"\nSweep {state}: {results['n_trials']} trials ({results['n_failed']} failed), "
-        f"{results['optimizer']} search, {results['wall_time_s']:.1f}s.",
-    ]
-    if best is None:
-        lines.append("No trial succeeded.")
-    else:
-        params = ", ".join(f"{k}={_fmt(v)}" for k, v in best["params"].items())
-        lines.append(f"Best {results['metric']} = {best['metric']:.4f} (trial {best['trial']}): {params}")
-        lines += ["", f"Top {min(top_k, len(_ranked(results)))} configurations ({results['mode']} {results['metric']}):",
-                  top_table(results, top_k)]
-    if workdir is not None:
-        files = [f for f in ("trials.csv", "results.json", CONVERGENCE_PNG, SLICES_PNG)
-                 if os.path.exists(os.path.join(workdir, f))]
-        lines += ["", f"Wrote {', '.join(files)} to {workdir}"]
-    return "\n".join(lines)
+__all__ = ["render_plots", "plot_convergence", "plot_slices"]
 
 
 # ---------------------------------------------------------------------------
@@ -92,10 +27,6 @@ def _pyplot():
     import matplotlib.pyplot as plt
 
     return plt
-
-
-def _kind(spec: str) -> str:
-    return spec.split("(", 1)[0].strip()
 
 
 def plot_convergence(results, path) -> None:
@@ -139,12 +70,10 @@ def plot_slices(results, path) -> None:
     y = np.array([t["metric"] for t in ok], float)
     color = np.array([t["iteration"] for t in ok], float)
     for ax, name in zip(axes.flat, names):
-        spec = results["space"][name]
+        axis = results["space"][name]
         values = [t["params"][name] for t in ok]
-        if _kind(spec) == "choice":
-            from hyperoptax.tune import parse_space
-
-            categories = [str(v) for v in parse_space(spec).values]
+        if axis["scale"] == "categorical":
+            categories = [str(v) for v in axis["values"]]
             x = np.array([categories.index(str(v)) for v in values], float)
             jitter = np.random.default_rng(0).uniform(-0.12, 0.12, len(x))
             points = ax.scatter(x + jitter, y, c=color, cmap="viridis", s=22, alpha=0.8)
@@ -154,12 +83,12 @@ def plot_slices(results, path) -> None:
         else:
             x = np.array(values, float)
             points = ax.scatter(x, y, c=color, cmap="viridis", s=22, alpha=0.8)
-            if _kind(spec) in ("log", "int_log", "qlog"):
+            if axis["scale"] == "log":
                 ax.set_xscale("log")
             best_x = best["params"][name] if best else None
         if best is not None:
             ax.scatter([best_x], [best["metric"]], marker="*", s=180, color="C3", edgecolor="k", zorder=3)
-        ax.set_xlabel(f"{name}  {spec}")
+        ax.set_xlabel(f"{name}  {axis['spec']}")
         ax.set_ylabel(results["metric"])
         ax.grid(alpha=0.3)
     for ax in list(axes.flat)[len(names):]:

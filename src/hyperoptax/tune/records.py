@@ -1,0 +1,95 @@
+"""A sweep's results on disk: ``trials.csv`` and ``results.json``, written and read back.
+
+Both hold every trial as a :class:`hyperoptax.sweep.TrialRecord`; they are rewritten (atomically) after every
+iteration, so an interrupted sweep leaves its trials readable. Reports and plots read ``results.json`` only
+(:func:`load_results`), so ``hyperoptax report WORKDIR`` needs nothing but the workdir.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+
+from hyperoptax.errors import ConfigurationError
+from hyperoptax.sweep import TrialRecord
+
+__all__ = [
+    "TRIALS_CSV", "RESULTS_JSON", "CONFIG_JSON", "CHECKPOINT_DIR", "CONVERGENCE_PNG", "SLICES_PNG", "OUTPUTS",
+    "best_trial", "results_dict", "write_results", "write_atomic", "load_results", "fmt",
+]
+
+TRIALS_CSV, RESULTS_JSON, CONFIG_JSON, CHECKPOINT_DIR = "trials.csv", "results.json", "config.json", "checkpoints"
+CONVERGENCE_PNG, SLICES_PNG = "convergence.png", "slices.png"
+OUTPUTS = (TRIALS_CSV, RESULTS_JSON, CONFIG_JSON, CONVERGENCE_PNG, SLICES_PNG)  # files a sweep writes
+
+
+def best_trial(trials: list[TrialRecord], mode: str) -> TrialRecord | None:
+    """The successful trial with the highest (``mode="max"``) or lowest metric; None if none succeeded."""
+    ok = [t for t in trials if t["status"] == "ok"]
+    if not ok:
+        return None
+    return (max if mode == "max" else min)(ok, key=lambda t: t["metric"])
+
+
+def results_dict(trials, *, metric, mode, optimizer, space, config, finished, n_iterations, wall_time) -> dict:
+    """What ``results.json`` holds; ``space`` from :func:`hyperoptax.tune.space_strings.describe_space`."""
+    return {
+        "metric": metric,
+        "mode": mode,
+        "optimizer": optimizer,
+        "finished": finished,
+        "n_iterations": n_iterations,
+        "iterations_done": (max(t["iteration"] for t in trials) + 1) if trials else 0,
+        "n_trials": len(trials),
+        "n_failed": sum(t["status"] == "failed" for t in trials),
+        "wall_time_s": round(wall_time, 3),
+        "best": best_trial(trials, mode),
+        "space": space,
+        "trials": trials,
+        "config": config,
+    }
+
+
+def write_results(workdir, results: dict) -> None:
+    """Write ``trials.csv`` (one row per trial) and ``results.json`` (``results``) into ``workdir``."""
+    names = list(results["space"])
+    header = ["trial", "iteration", "status", results["metric"], "duration_s", *names]
+    lines = [",".join(header)]
+    for t in results["trials"]:
+        metric = "nan" if t["metric"] is None else repr(t["metric"])
+        values = [_csv_cell(t["params"][n]) for n in names]
+        lines.append(",".join([str(t["trial"]), str(t["iteration"]), t["status"], metric, repr(t["duration"]), *values]))
+    write_atomic(os.path.join(workdir, TRIALS_CSV), "\n".join(lines) + "\n")
+    write_atomic(os.path.join(workdir, RESULTS_JSON), json.dumps(results, indent=1) + "\n")
+
+
+def _csv_cell(value) -> str:
+    text = repr(value) if isinstance(value, float) else str(value)
+    return f'"{text}"' if ("," in text or '"' in text) else text
+
+
+def write_atomic(path, text: str) -> None:
+    """Write ``text`` to ``path`` through a temporary file: a reader never sees half a file."""
+    tmp = f"{path}.tmp{os.getpid()}"
+    with open(tmp, "w") as f:
+        f.write(text)
+    os.replace(tmp, path)
+
+
+def load_results(workdir) -> dict:
+    """The ``results.json`` of a workdir, with a clear error when there is none."""
+    path = os.path.join(os.fspath(workdir), RESULTS_JSON)
+    if not os.path.exists(path):
+        raise ConfigurationError(
+            f"{path} does not exist: {workdir!r} is not the workdir of a sweep (or no iteration has finished yet). "
+            f"Run `hyperoptax tune --config CONFIG --workdir {workdir}` first."
+        )
+    with open(path) as f:
+        return json.load(f)
+
+
+def fmt(value) -> str:
+    """A hyperparameter value as the reports print it (floats to 4 significant digits)."""
+    if isinstance(value, float):
+        return f"{value:.4g}"
+    return str(value)
