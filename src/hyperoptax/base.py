@@ -148,6 +148,14 @@ class Optimizer:
     def _next(self, state, key):
         raise NotImplementedError
 
+    def refit(self, state, key):
+        """``state`` with its model fitted afresh to the data in its buffers.
+
+        For buffers written directly (``state.replace(X=..., y=..., mask=...)``) rather than batch by batch
+        through :meth:`update_state`. Optimizers without a model return ``state`` as it is.
+        """
+        return state
+
     # --- results ------------------------------------------------------------
 
     def _best_index(self, state) -> jax.Array:

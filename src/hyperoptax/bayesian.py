@@ -10,6 +10,7 @@ new Cholesky row, and the next slot looks elsewhere.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import math
 
 import jax
@@ -219,6 +220,10 @@ class BayesianSearch(Optimizer):
             mean=params.mean,
         )
 
+    def refit(self, state, key):
+        """The GP hyperparameters fitted afresh (from the prior's center too) to the data in ``state``."""
+        return _jitted_refit(self, state, key)
+
     def _next(self, state, key):
         valid = state.succeeded
         warm = (state.mask.sum() >= self.n_warmup * self.n_parallel) & (valid.sum() >= max(1, self.n_initial_points))
@@ -285,6 +290,12 @@ class BayesianSearch(Optimizer):
         scale = jnp.where(jax.random.bernoulli(k_scale, 0.5, (n_local, 1)), 0.02, 0.15)
         noise = scale * jax.random.normal(k_noise, centers.shape, centers.dtype)
         return snap(jnp.clip(centers + noise, 0.0, 1.0))
+
+
+@functools.partial(jax.jit, static_argnums=0)
+def _jitted_refit(optimizer, state, key):
+    # As if every observation had just arrived: the schedule's full fit runs.
+    return optimizer._learn(state, key, state.replace(mask=jnp.zeros_like(state.mask)))
 
 
 RECOMMENDED = dict(

@@ -1,0 +1,25 @@
+"""Early stopping: successive halving (ASHA), asynchronous Hyperband, and where new trials come from.
+
+:class:`SuccessiveHalving` holds the rules as pure, jittable functions over a fixed-size rung table;
+:class:`Scheduler` is the same rules as a host-side ask/tell object for any training loop; the refill
+sources (:mod:`~hyperoptax.schedulers.refills`) propose the configurations of new trials and learn from every
+rung.
+"""
+
+from hyperoptax.schedulers.ask_tell import STATUSES, Decision, Scheduler, Trial
+from hyperoptax.schedulers.refills import OptimizerRefills, RandomRefills, SearcherRefills, make_refills
+from hyperoptax.schedulers.successive_halving import (
+    COMPLETE,
+    CONTINUE,
+    DECISIONS,
+    FAIL,
+    STOP,
+    RungState,
+    SuccessiveHalving,
+)
+
+__all__ = [
+    "SuccessiveHalving", "RungState", "CONTINUE", "STOP", "COMPLETE", "FAIL", "DECISIONS",
+    "Scheduler", "Trial", "Decision", "STATUSES",
+    "RandomRefills", "OptimizerRefills", "SearcherRefills", "make_refills",
+]

@@ -1,0 +1,187 @@
+"""Where a scheduler's new trials come from: random search, BayesianSearch (BOHB-style) or GPFIFOSearcher.
+
+A scheduler asks for configurations whenever slots free up and tells what it learns at every rung. A refill
+source implements
+
+* ``propose(key, trial_ids) -> configs``: one configuration (a dict of plain values) per new trial;
+* ``observe(trial_id, config, steps, metric)``: a trial's metric after ``steps`` steps (any rung, the last
+  one included; a NaN/inf metric is a failure);
+* ``finish(trial_id)``: the trial left training (completed, stopped or failed);
+* ``get_state()`` / ``set_state(state)``: JSON, for checkpoints.
+
+How each learns from the rungs:
+
+* :class:`RandomRefills` does not: every configuration is a fresh uniform draw (Hyperband's own proposals).
+* :class:`OptimizerRefills` wraps a ``BayesianSearch`` (or ``RandomSearch``) BOHB-style (Falkner et al.
+  2018): the GP is fitted to the observations of the highest rung that has at least ``min_points`` of them,
+  and proposes a batch, of which the first ones are used. Running trials are not fantasized; the batch's
+  own believer keeps one refill batch diverse.
+* :class:`SearcherRefills` wraps a :class:`~hyperoptax.GPFIFOSearcher` with ``resource_attr`` set,
+  MOBSTER-style (Klein et al. 2020): every rung's metric is an observation at ``(config, steps)``, the GP
+  takes the resource as an input, proposes at ``max_steps``, and fantasizes the running trials there.
+"""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from hyperoptax import spaces as sp
+from hyperoptax.errors import ConfigurationError, check_positive_int
+
+__all__ = ["RandomRefills", "OptimizerRefills", "SearcherRefills", "make_refills"]
+
+
+def _decode(space, X) -> list[dict]:
+    """Stored values ``(n, n_params)`` -> one plain-valued config per row."""
+    params = sp.decode_params(space, sp.unflatten_params(space, jnp.asarray(X)))
+    names = list(params)
+    return [{n: params[n][i] for n in names} for i in range(np.shape(X)[0])]
+
+
+def _encode(space, configs) -> np.ndarray:
+    """Plain-valued configs -> stored values ``(n, n_params)`` (a category as its index)."""
+    leaves = sp.space_leaves(space)[0]
+    rows = []
+    for config in configs:
+        row = []
+        for name, leaf in zip(space, leaves):
+            value = config[name]
+            categorical = isinstance(leaf, sp.DiscreteSpace) and leaf.is_categorical
+            row.append(float(leaf.values.index(value)) if categorical else float(value))
+        rows.append(row)
+    return np.asarray(rows, np.float64)
+
+
+class RandomRefills:
+    """Uniform draws of ``space`` (a dict of Spaces)."""
+
+    def __init__(self, space: dict):
+        sp.space_leaves(space)  # a clear error for a bad space
+        self.space = space
+
+    def propose(self, key, trial_ids) -> list[dict]:
+        U = jax.random.uniform(key, (len(trial_ids), sp.n_dims(self.space)))
+        return _decode(self.space, sp.decode(self.space, U))
+
+    def observe(self, trial_id, config, steps, metric) -> None:
+        pass
+
+    def finish(self, trial_id) -> None:
+        pass
+
+    def get_state(self) -> dict:
+        return {}
+
+    def set_state(self, state: dict) -> None:
+        pass
+
+
+class OptimizerRefills:
+    """BOHB-style refills from a ``BayesianSearch`` / ``RandomSearch`` (any Optimizer with ``init``).
+
+    Args:
+        optimizer_cls: the optimizer class, e.g. ``BayesianSearch``.
+        space: a dict of Spaces.
+        capacity: the GP's buffer size (``n_max``): the most observations one rung can hold.
+        min_points: observations a rung needs before its model is used (default: the dimension + 2).
+        **options: the optimizer's options (``n_parallel`` is the most configurations one call proposes).
+    """
+
+    def __init__(self, optimizer_cls, space: dict, capacity: int, min_points: int | None = None, **options):
+        check_positive_int("capacity", capacity)
+        self.space = space
+        self.empty, self.optimizer = optimizer_cls.init(space, n_max=capacity, **options)
+        self.min_points = sp.n_dims(space) + 2 if min_points is None else min_points
+        check_positive_int("min_points", self.min_points)
+        self.observations = []  # [trial, steps, metric, stored values]
+
+    def _rung_state(self):
+        """The buffers filled with the observations of the highest rung with ``min_points`` successes."""
+        by_steps = {}
+        for trial, steps, metric, values in self.observations:
+            if np.isfinite(metric):
+                by_steps.setdefault(steps, []).append((values, metric))
+        usable = [s for s, rows in by_steps.items() if len(rows) >= self.min_points]
+        if not usable:
+            return None
+        rows = by_steps[max(usable)][-self.empty.X.shape[0]:]  # the newest, if a rung outgrew the buffer
+        n = len(rows)
+        X = self.empty.X.at[:n].set(jnp.asarray(np.stack([r[0] for r in rows]), self.empty.X.dtype))
+        y = self.empty.y.at[:n].set(jnp.asarray([r[1] for r in rows], self.empty.y.dtype))
+        return self.empty.replace(X=X, y=y, mask=jnp.arange(X.shape[0]) < n)
+
+    def propose(self, key, trial_ids) -> list[dict]:
+        k_fit, k_next = jax.random.split(key)
+        state = self._rung_state()
+        if state is None:
+            state = self.empty  # the optimizer's own warm-up: random points
+        else:
+            state = self.optimizer.refit(state, k_fit)
+        configs = []
+        while len(configs) < len(trial_ids):
+            k_next, k = jax.random.split(k_next)
+            X = sp.flatten_params(self.space, self.optimizer.get_next_params(state, k))
+            configs += _decode(self.space, np.asarray(X))
+        return configs[: len(trial_ids)]
+
+    def observe(self, trial_id, config, steps, metric) -> None:
+        values = _encode(self.space, [config])[0]
+        self.observations.append([int(trial_id), int(steps), float(metric), values])
+
+    def finish(self, trial_id) -> None:
+        pass
+
+    def get_state(self) -> dict:
+        return {"observations": [[t, s, m, v.tolist()] for t, s, m, v in self.observations]}
+
+    def set_state(self, state: dict) -> None:
+        self.observations = [[t, s, m, np.asarray(v)] for t, s, m, v in state["observations"]]
+
+
+class SearcherRefills:
+    """MOBSTER-style refills from a :class:`~hyperoptax.GPFIFOSearcher` whose ``resource_attr`` is set."""
+
+    def __init__(self, searcher):
+        if searcher.resource_attr is None:
+            raise ConfigurationError(
+                "A GPFIFOSearcher that refills a scheduler must read the resource of each result: create it with "
+                "resource_attr='steps' (any name) so that every rung's metric is an observation at that resource."
+            )
+        self.searcher = searcher
+
+    def propose(self, key, trial_ids) -> list[dict]:
+        configs = [self.searcher.get_config(trial_id=t) for t in trial_ids]
+        if any(c is None for c in configs):
+            raise ConfigurationError("The search space is exhausted: every configuration has been proposed.")
+        return configs
+
+    def observe(self, trial_id, config, steps, metric) -> None:
+        self.searcher.on_trial_result(trial_id, config, {self.searcher.metric: metric,
+                                                         self.searcher.resource_attr: steps})
+
+    def finish(self, trial_id) -> None:
+        self.searcher.on_trial_complete(trial_id)
+
+    def get_state(self) -> dict:
+        return {"searcher": self.searcher.get_state()}
+
+    def set_state(self, state: dict) -> None:
+        self.searcher = self.searcher.clone_from_state(state["searcher"])
+
+
+def make_refills(source, *, capacity: int = 256):
+    """A refill source from a dict of Spaces (random), a ``GPFIFOSearcher``, or an existing source."""
+    from hyperoptax.searchers import GPFIFOSearcher
+
+    if isinstance(source, GPFIFOSearcher):
+        return SearcherRefills(source)
+    if isinstance(source, dict):
+        return RandomRefills(source)
+    if all(hasattr(source, m) for m in ("propose", "observe", "finish")):
+        return source
+    raise ConfigurationError(
+        f"Cannot draw new trials from {source!r}. Pass a dict of hyperoptax Spaces (random refills), a "
+        f"GPFIFOSearcher with resource_attr set, or OptimizerRefills(BayesianSearch, space, capacity)."
+    )

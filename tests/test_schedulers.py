@@ -1,0 +1,188 @@
+"""Successive halving and Hyperband: rung levels, the stopping rule on hand-computed rungs, the ask/tell object."""
+
+from __future__ import annotations
+
+import math
+
+import jax
+import numpy as np
+import pytest
+
+import hyperoptax as hx
+from hyperoptax.errors import ConfigurationError
+from hyperoptax.schedulers import CONTINUE, STOP, COMPLETE, FAIL, OptimizerRefills, Scheduler, SuccessiveHalving
+
+SPACE = {"lr": hx.LogSpace(1e-4, 1e-1), "width": hx.QLinearSpace(8, 64)}
+
+
+@pytest.mark.parametrize("max_steps, min_steps, eta, levels", [
+    (810, 30, 3, (30, 90, 270, 810)),
+    (1000, 100, 3, (100, 300, 1000)),       # 900 would leave a last gap of 1.1x: the rungs stop at 300
+    (100, 40, 3, (40, 100)),
+    (100, 100, 3, (100,)),                  # no early stopping
+    (64, 4, 2, (4, 8, 16, 32, 64)),
+    (900, None, 3, (100, 300, 900)),        # default min_steps: max_steps // eta**2
+])
+def test_rung_levels(max_steps, min_steps, eta, levels):
+    rule = SuccessiveHalving(max_steps, min_steps, eta)
+    assert rule.levels() == levels
+    assert rule.s_max == len(levels) - 1
+
+
+def test_hyperband_brackets_and_weights():
+    rule = SuccessiveHalving(810, 30, 3, n_brackets=4)
+    assert [rule.levels(b) for b in range(4)] == [(30, 90, 270, 810), (90, 270, 810), (270, 810), (810,)]
+    # Li et al. (2018): bracket b halves s_max - b = 3 - b times, weight (s_max + 1) / (s_max - b + 1) * eta**(s_max - b).
+    np.testing.assert_allclose(rule.bracket_weights(), np.array([27, 12, 6, 4]) / 49)
+    draws = np.asarray([int(rule.bracket(jax.random.key(0), t)) for t in range(400)])
+    assert np.all(draws == np.asarray([int(rule.bracket(jax.random.key(0), t)) for t in range(400)]))  # reproducible
+    counts = np.bincount(draws, minlength=4) / 400
+    np.testing.assert_allclose(counts, rule.bracket_weights(), atol=0.08)
+
+
+def _decide(rule, state, bracket, steps, metric):
+    state, code = jax.jit(rule.report, static_argnums=())(state, bracket, steps, metric)
+    return state, int(code)
+
+
+def test_the_stopping_rule_on_hand_computed_rungs():
+    rule = SuccessiveHalving(9, 1, 3)  # rungs at 1, 3, 9
+    state = rule.init(16)
+    # Six trials reach rung 1 in this order. A trial continues if fewer than max(1, n // 3) recorded
+    # metrics (n counting its own) beat it:
+    #   0.50: n=1, keep 1, 0 better -> continue      0.30: n=2, keep 1, 1 better -> stop
+    #   0.70: n=3, keep 1, 0 better -> continue      0.60: n=4, keep 1, 1 better -> stop
+    #   0.20: n=5, keep 1, 4 better -> stop          0.65: n=6, keep 2, 1 better -> continue
+    expected = [CONTINUE, STOP, CONTINUE, STOP, STOP, CONTINUE]
+    for value, want in zip([0.5, 0.3, 0.7, 0.6, 0.2, 0.65], expected):
+        state, code = _decide(rule, state, 0, 1, value)
+        assert code == want, value
+    assert int(state.counts[0, 0]) == 6 and int(state.counts[0, 1]) == 0
+    # The survivors meet again at rung 3: 0.71 first (continue), 0.60 (1 better, keep 1: stop).
+    state, code = _decide(rule, state, 0, 3, 0.71)
+    assert code == CONTINUE
+    state, code = _decide(rule, state, 0, 3, 0.60)
+    assert code == STOP
+    # At max_steps a trial completes, whatever its rank; off the rungs nothing is decided or recorded.
+    state, code = _decide(rule, state, 0, 9, 0.1)
+    assert code == COMPLETE
+    before = np.asarray(state.counts)
+    state, code = _decide(rule, state, 0, 2, 0.0)
+    assert code == CONTINUE and np.array_equal(state.counts, before)
+
+
+def test_minimizing_ranks_low_values_first_and_failures_are_not_recorded():
+    rule = SuccessiveHalving(9, 1, 3, maximize=False)
+    state = rule.init(8)
+    state, code = _decide(rule, state, 0, 1, 0.5)
+    assert code == CONTINUE
+    state, code = _decide(rule, state, 0, 1, 0.4)  # lower is better: continues
+    assert code == CONTINUE
+    state, code = _decide(rule, state, 0, 1, 0.9)
+    assert code == STOP
+    for bad in (math.nan, math.inf, -math.inf):
+        state, code = _decide(rule, state, 0, 1, bad)
+        assert code == FAIL
+    assert int(state.counts[0, 0]) == 3  # failures never lower the bar
+
+
+def test_a_full_rung_table_still_ranks_against_what_it_holds():
+    rule = SuccessiveHalving(9, 1, 3)
+    state = rule.init(2)
+    for value in (0.9, 0.8):
+        state, _ = _decide(rule, state, 0, 1, value)
+    state, code = _decide(rule, state, 0, 1, 0.85)  # n=3, keep 1, 0.9 beats it
+    assert code == STOP and int(state.counts[0, 0]) == 3
+
+
+@pytest.mark.parametrize("kwargs, match", [
+    (dict(max_steps=0), "max_steps"),
+    (dict(max_steps=10, eta=1), "eta"),
+    (dict(max_steps=10, min_steps=20), "min_steps=20 is larger than max_steps=10"),
+    (dict(max_steps=90, min_steps=10, n_brackets=4), "n_brackets=4 is more than the 3 brackets"),
+    (dict(max_steps=10, maximize="yes"), "maximize"),
+])
+def test_bad_options_get_clear_errors(kwargs, match):
+    with pytest.raises(ConfigurationError, match=match):
+        SuccessiveHalving(**kwargs)
+
+
+# --- the ask/tell object ------------------------------------------------------
+
+
+def _curve(config, steps):
+    """A deterministic learning curve: a configuration's quality times the fraction of training done."""
+    quality = -abs(math.log10(config["lr"]) + 2.0)
+    return quality * (1 - math.exp(-steps / 10.0))
+
+
+def _run(scheduler, n_trials):
+    """A user's loop: one trial at a time, reported at every rung until a decision ends it."""
+    for _ in range(n_trials):
+        trial = scheduler.ask()
+        while True:
+            decision = scheduler.report(trial.trial_id, trial.steps, _curve(trial.config, trial.steps))
+            if decision.action != "continue":
+                break
+            assert decision.trial.trial_id == trial.trial_id and decision.trial.steps > trial.steps
+            trial = decision.trial
+    return scheduler
+
+
+def test_ask_tell_trains_to_rungs_and_records_curves():
+    scheduler = _run(Scheduler(SPACE, max_steps=27, min_steps=1, eta=3, seed=0), 20)
+    trials = list(scheduler.trials.values())
+    assert len(trials) == 20 and {t["status"] for t in trials} <= {"completed", "stopped"}
+    for t in trials:
+        levels = [s for s, _ in t["curve"]]
+        assert levels == [1, 3, 9, 27][: len(levels)]
+        assert t["steps"] == levels[-1]
+        assert (t["status"] == "completed") == (t["steps"] == 27)
+        for steps, metric in t["curve"]:
+            assert metric == pytest.approx(_curve(t["config"], steps))
+    assert trials[0]["status"] == "completed"  # the first trial at every rung continues
+    assert scheduler.best()["steps"] == 27
+    # The rung tables hold every report, and at most a third (at least one) moves on from each rung.
+    counts = np.asarray(scheduler.rungs.counts[0])
+    assert counts[0] == 20 and all(counts[k + 1] <= max(1, counts[k]) for k in range(3))
+
+
+def test_ask_tell_state_round_trips_through_json():
+    import json
+
+    scheduler = _run(Scheduler(SPACE, max_steps=27, min_steps=1, eta=3, seed=1), 6)
+    clone = Scheduler(SPACE, max_steps=27, min_steps=1, eta=3, seed=1)
+    clone.set_state(json.loads(json.dumps(scheduler.get_state())))
+    _run(scheduler, 4)
+    _run(clone, 4)
+    assert clone.trials == scheduler.trials
+    np.testing.assert_array_equal(clone.rungs.counts, scheduler.rungs.counts)
+
+
+def test_reports_out_of_order_are_refused():
+    scheduler = Scheduler(SPACE, max_steps=27, min_steps=1)
+    trial = scheduler.ask()
+    scheduler.report(trial.trial_id, 1, 0.5)
+    with pytest.raises(ConfigurationError, match="already reported 1"):
+        scheduler.report(trial.trial_id, 0, 0.5)
+    with pytest.raises(ConfigurationError, match="Unknown trial 7"):
+        scheduler.report(7, 1, 0.5)
+    scheduler.stop(trial.trial_id)
+    with pytest.raises(ConfigurationError, match="already left training"):
+        scheduler.report(trial.trial_id, 3, 0.5)
+
+
+def test_bayesian_refills_model_the_highest_rung_with_enough_data():
+    refills = OptimizerRefills(hx.BayesianSearch, SPACE, capacity=32, min_points=4, n_parallel=2,
+                               n_candidates=64, n_restarts=1, n_lbfgs_steps=2, n_hparam_steps=5)
+    scheduler = _run(Scheduler(refills, max_steps=27, min_steps=1, eta=3, seed=0), 12)
+    state = refills._rung_state()
+    per_rung = {steps: sum(o[1] == steps for o in refills.observations) for steps in (1, 3, 9, 27)}
+    highest = max(steps for steps, n in per_rung.items() if n >= 4)
+    assert int(state.mask.sum()) == per_rung[highest]
+    rows = sorted(float(v) for v in state.y[: per_rung[highest]])
+    assert rows == sorted(np.float32(o[2]) for o in refills.observations if o[1] == highest)
+    new = scheduler.ask_batch(3)
+    assert len({t.trial_id for t in new}) == 3
+    for t in new:
+        assert 1e-4 <= t.config["lr"] <= 1e-1 and 8 <= t.config["width"] <= 64 and isinstance(t.config["width"], int)
