@@ -54,6 +54,7 @@ except ImportError as err:  # pragma: no cover - exercised only without the extr
         "Install it with `pip install 'hyperoptax[flax]'`."
     ) from err
 
+from hyperoptax._keys import is_key as _is_key
 from hyperoptax.errors import CheckpointError, ConfigurationError, check_positive_int
 
 __all__ = ["Restored", "SweepCheckpointer", "resumable_optimize"]
@@ -87,11 +88,6 @@ class Restored(NamedTuple):
 
 # ---------------------------------------------------------------------------
 # pytree <-> flat dict of arrays, with a manifest describing every leaf
-
-
-def _is_key(leaf) -> bool:
-    dtype = getattr(leaf, "dtype", None)
-    return dtype is not None and jax.dtypes.issubdtype(dtype, jax.dtypes.prng_key)
 
 
 def _leaf_entries(tree) -> list[tuple[str, Any]]:
