@@ -54,6 +54,7 @@ except ImportError as err:  # pragma: no cover - exercised only without the extr
     ) from err
 
 from hyperoptax import sweep
+from hyperoptax._keys import is_key
 from hyperoptax.errors import CheckpointError, ConfigurationError, check_positive_int
 
 __all__ = ["Restored", "SweepCheckpointer", "resumable_optimize"]
@@ -87,11 +88,6 @@ class Restored(NamedTuple):
 # pytree <-> flat dict of arrays, with a manifest describing every leaf
 
 
-def _is_key(leaf) -> bool:
-    dtype = getattr(leaf, "dtype", None)
-    return dtype is not None and jax.dtypes.issubdtype(dtype, jax.dtypes.prng_key)
-
-
 def _leaf_entries(tree) -> list[tuple[str, Any]]:
     leaves, _ = jax.tree_util.tree_flatten_with_path(tree)
     return [(jax.tree_util.keystr(path), leaf) for path, leaf in leaves]
@@ -106,7 +102,7 @@ def _crc32(array) -> int | None:
 def _to_storable(leaf):
     """(array to write, manifest entry) for one leaf of a state being saved."""
     key_impl = None
-    if _is_key(leaf):
+    if is_key(leaf):
         key_impl = str(jax.random.key_impl(leaf))
         dtype = str(leaf.dtype)
         shape = tuple(leaf.shape)
@@ -144,7 +140,7 @@ def _default_sharding():
 
 def _restore_target(leaf, stored_entry: dict):
     """ShapeDtypeStruct to restore one leaf onto, honouring the template's sharding."""
-    if _is_key(leaf):
+    if is_key(leaf):
         data = jax.eval_shape(jax.random.key_data, leaf)
         sharding = None
         if isinstance(leaf, jax.Array):
@@ -171,7 +167,7 @@ def _from_stored(template_leaf, stored, stored_entry: dict):
         # compiled for the freshly init-ed state would compile again for those.
         # Give them back uncommitted, like the template.
         stored = jnp.asarray(np.asarray(stored))
-    if _is_key(template_leaf):
+    if is_key(template_leaf):
         impl = stored_entry.get("key_impl")
         if isinstance(template_leaf, jax.Array):
             impl = jax.random.key_impl(template_leaf)
@@ -487,7 +483,7 @@ class SweepCheckpointer:
 
 
 def _key_record(key) -> dict:
-    if _is_key(key):
+    if is_key(key):
         return {"data": np.asarray(jax.random.key_data(key)).ravel().tolist(),
                 "impl": str(jax.random.key_impl(key))}
     return {"data": np.asarray(key).ravel().tolist(), "impl": None}
