@@ -86,9 +86,10 @@ def test_tune_writes_every_output(full_run):
     rows = read_csv(workdir / "trials.csv")
     assert [int(r["trial"]) for r in rows] == list(range(6))
     assert [int(r["iteration"]) for r in rows] == [0, 0, 1, 1, 2, 2]
-    assert list(rows[0]) == ["trial", "iteration", "status", "accuracy", "duration_s", "learning_rate", "weight_decay"]
+    assert list(rows[0]) == ["trial", "iteration", "status", "accuracy", "steps", "duration_s", "learning_rate",
+                             "weight_decay", "curve"]
     for r in rows:
-        assert r["status"] == "ok"
+        assert r["status"] == "completed" and r["steps"] == r["curve"] == ""
         assert 0.0 <= float(r["accuracy"]) <= 1.0
         assert 1e-3 <= float(r["learning_rate"]) <= 1e-1 and float(r["duration_s"]) >= 0
     results = json.loads((workdir / "results.json").read_text())
@@ -98,7 +99,7 @@ def test_tune_writes_every_output(full_run):
                                 "weight_decay": {"spec": "log(1e-05, 0.01)", "scale": "log"}}
     assert results["best"]["metric"] == max(float(r["accuracy"]) for r in rows)
     for trial, row in zip(results["trials"], rows):
-        assert set(trial) == {"trial", "iteration", "status", "metric", "duration", "params"}
+        assert set(trial) == {"trial", "iteration", "status", "metric", "duration", "params", "steps", "curve"}
         assert trial["metric"] == float(row["accuracy"])
     for name in ("convergence.png", "slices.png"):
         assert_png(workdir / name)

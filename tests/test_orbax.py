@@ -383,7 +383,7 @@ def test_resumable_optimize_resumes_to_identical_results(sweep, tmp_path):
     np.testing.assert_array_equal(state.y, full_state.y)
     np.testing.assert_array_equal(state.X, full_state.X)
     assert _timeless(trials) == _timeless(full_trials)
-    assert set(trials[0]) == {"trial", "iteration", "status", "metric", "duration", "params"}
+    assert set(trials[0]) == {"trial", "iteration", "status", "metric", "duration", "params", "steps", "curve"}
     assert set(trials[0]["params"]) == {"x", "z"} and isinstance(trials[0]["params"]["x"], float)
     assert [t["trial"] for t in trials] == list(range(18))
     assert sorted({t["iteration"] for t in trials}) == list(range(6))

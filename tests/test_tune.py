@@ -150,7 +150,7 @@ def test_failed_trials_are_recorded_and_never_best(tmp_path, monkeypatch):
     config.output.plots = True
     results = tune.tune(config, tmp_path, verbose=False)
     statuses = [t["status"] for t in results["trials"]]
-    assert statuses == ["failed", "ok"] * 3 and results["n_failed"] == 3
+    assert statuses == ["failed", "completed"] * 3 and results["n_failed"] == 3
     assert all(t["metric"] is None for t in results["trials"] if t["status"] == "failed")
     assert results["best"]["trial"] in (1, 3, 5)
     csv_rows = (tmp_path / "trials.csv").read_text().splitlines()
@@ -162,7 +162,7 @@ def test_failed_trials_are_recorded_and_never_best(tmp_path, monkeypatch):
 
 def test_plots_with_categories_and_log_axes(tmp_path):
     trials = [
-        {"trial": i, "iteration": i // 2, "status": "ok", "metric": 0.5 + 0.1 * i, "duration": 1.0,
+        {"trial": i, "iteration": i // 2, "status": "completed", "metric": 0.5 + 0.1 * i, "duration": 1.0,
          "params": {"lr": 10.0 ** -(i + 1), "opt": ["adam", "sgd"][i % 2], "width": [32, 64][i // 2]}}
         for i in range(4)
     ]

@@ -54,6 +54,7 @@ __all__ = [
     "flatten_params",
     "unflatten_params",
     "decode_params",
+    "stored_params",
     "categorical_dims",
 ]
 
@@ -572,3 +573,17 @@ def decode_params(space, params):
         else:
             out.append([leaf.to_python(v) for v in arr.reshape(-1)])
     return treedef.unflatten(out)
+
+
+def stored_params(space, configs) -> Any:
+    """Plain-valued configurations (a list of pytrees shaped like ``space``) -> a params batch of stored
+    values, leaves ``(len(configs),)`` in each space's dtype; the inverse of :func:`decode_params`."""
+    leaves, treedef = space_leaves(space)
+    rows = [treedef.flatten_up_to(config) for config in configs]
+    columns = []
+    for i, leaf in enumerate(leaves):
+        values = [row[i] for row in rows]
+        if isinstance(leaf, DiscreteSpace) and leaf.is_categorical:
+            values = [leaf.values.index(v) for v in values]
+        columns.append(jnp.asarray(np.asarray(values), leaf.dtype))
+    return treedef.unflatten(columns)

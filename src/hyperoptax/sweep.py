@@ -124,11 +124,16 @@ class TrialRecord(TypedDict):
     Attributes:
         trial: index of the trial in the sweep (0-based, in order of suggestion).
         iteration: the iteration (batch) it belongs to.
-        status: ``"ok"``, or ``"failed"`` when its metric was NaN/inf.
-        metric: the metric, or None if the trial failed.
-        duration: wall-clock seconds of its batch's evaluation (members of a
-            batch are evaluated together).
+        status: ``"completed"``; ``"stopped"`` when a scheduler ended it early
+            (its metric is then that of its last rung); ``"failed"`` when its
+            metric was NaN/inf.
+        metric: the metric (the last one reported), or None if the trial failed.
+        duration: wall-clock seconds of its evaluation (members of a batch are
+            evaluated together: the batch's time; under a scheduler, the segments
+            it trained in).
         params: the configuration, as plain values (categories as their values).
+        steps: training steps it took (under a scheduler), else None.
+        curve: ``[[steps, metric], ...]`` at every rung (under a scheduler), else None.
     """
 
     trial: int
@@ -137,6 +142,8 @@ class TrialRecord(TypedDict):
     metric: float | None
     duration: float
     params: Any
+    steps: int | None
+    curve: list | None
 
 
 def trial_records(first_trial: int, iteration: Iteration, configs: list) -> list[TrialRecord]:
@@ -148,10 +155,12 @@ def trial_records(first_trial: int, iteration: Iteration, configs: list) -> list
         records.append(TrialRecord(
             trial=first_trial + j,
             iteration=int(iteration.index),
-            status="ok" if ok else "failed",
+            status="completed" if ok else "failed",
             metric=float(value) if ok else None,
             duration=round(float(iteration.duration), 4),
             params=config,
+            steps=None,
+            curve=None,
         ))
     return records
 

@@ -20,6 +20,7 @@ the population decide alike on the same curves. New configurations come from a r
 
 from __future__ import annotations
 
+import copy
 import functools
 import math
 from typing import Any, NamedTuple
@@ -82,7 +83,8 @@ class Scheduler:
         self.refills = make_refills(refills, capacity=capacity)
         self.key = jax.random.key(seed)
         self.rungs: RungState = self.rule.init(capacity)
-        self.trials: dict[int, dict] = {}  # trial id -> record (see record())
+        self.trials: dict[int, dict] = {}  # trial id -> {trial, config, bracket, curve, status, steps}
+        self.history: list[list] = []  # every report in order: [trial, steps, metric, action]
         self.n_asked = 0
 
     # --- ask / report ---------------------------------------------------------
@@ -91,10 +93,14 @@ class Scheduler:
         """One new trial (its configuration from the refill source) and the steps of its first rung."""
         return self.ask_batch(1)[0]
 
-    def ask_batch(self, n: int) -> list[Trial]:
-        """``n`` new trials at once (a model-based source proposes them as one diverse batch)."""
+    def ask_batch(self, n: int, fixed: list[dict] | None = None) -> list[Trial]:
+        """``n`` new trials at once (a model-based source proposes them as one diverse batch).
+
+        ``fixed[i]``, a dict, overrides values of trial ``i`` (e.g. the static hyperparameters of the
+        population slot it will train in); the refill source learns the configuration that runs.
+        """
         ids = list(range(self.n_asked, self.n_asked + n))
-        configs = self.refills.propose(jax.random.fold_in(self.key, self.n_asked), ids)
+        configs = self.refills.propose(jax.random.fold_in(self.key, self.n_asked), ids, fixed)
         self.n_asked += n
         trials = []
         for trial_id, config in zip(ids, configs):
@@ -116,7 +122,9 @@ class Scheduler:
             )
         self.rungs, code = _report(self.rule, self.rungs, record["bracket"], steps, metric)
         action = DECISIONS[int(code)]
-        record["curve"].append([steps, metric if math.isfinite(metric) else None])
+        finite = metric if math.isfinite(metric) else None
+        record["curve"].append([steps, finite])
+        self.history.append([int(trial_id), steps, finite, action])
         record["steps"] = steps
         self.refills.observe(trial_id, record["config"], steps, metric)
         if int(code) == CONTINUE:
@@ -152,18 +160,20 @@ class Scheduler:
         return max(at_top, key=lambda t: sign * t["curve"][-1][1])
 
     def get_state(self) -> dict:
-        """Everything mutable, as JSON types (see :meth:`set_state`)."""
-        return {
+        """Everything mutable, as JSON types (see :meth:`set_state`); a copy, safe to save asynchronously."""
+        return copy.deepcopy({
             "n_asked": self.n_asked,
             "trials": [dict(t) for t in self.trials.values()],
+            "history": self.history,
             "rungs": self._rungs_json(),
             "refills": self.refills.get_state(),
-        }
+        })
 
     def set_state(self, state: dict) -> None:
         """Continue from :meth:`get_state` (of a scheduler with the same options)."""
         self.n_asked = int(state["n_asked"])
         self.trials = {int(t["trial"]): dict(t) for t in state["trials"]}
+        self.history = [list(h) for h in state["history"]]
         counts = np.asarray(state["rungs"]["counts"], np.int32)
         if counts.shape != self.rungs.counts.shape:
             raise ConfigurationError(

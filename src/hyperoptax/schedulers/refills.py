@@ -3,7 +3,8 @@
 A scheduler asks for configurations whenever slots free up and tells what it learns at every rung. A refill
 source implements
 
-* ``propose(key, trial_ids) -> configs``: one configuration (a dict of plain values) per new trial;
+* ``propose(key, trial_ids, fixed=None) -> configs``: one configuration (a dict of plain values) per new
+  trial; ``fixed[i]`` (a dict) overrides values of trial ``i`` (a population slot's static hyperparameters);
 * ``observe(trial_id, config, steps, metric)``: a trial's metric after ``steps`` steps (any rung, the last
   one included; a NaN/inf metric is a failure);
 * ``finish(trial_id)``: the trial left training (completed, stopped or failed);
@@ -40,18 +41,10 @@ def _decode(space, X) -> list[dict]:
     return [{n: params[n][i] for n in names} for i in range(np.shape(X)[0])]
 
 
-def _encode(space, configs) -> np.ndarray:
-    """Plain-valued configs -> stored values ``(n, n_params)`` (a category as its index)."""
-    leaves = sp.space_leaves(space)[0]
-    rows = []
-    for config in configs:
-        row = []
-        for name, leaf in zip(space, leaves):
-            value = config[name]
-            categorical = isinstance(leaf, sp.DiscreteSpace) and leaf.is_categorical
-            row.append(float(leaf.values.index(value)) if categorical else float(value))
-        rows.append(row)
-    return np.asarray(rows, np.float64)
+def _fix(configs, fixed) -> list[dict]:
+    if fixed is None:
+        return configs
+    return [{**config, **(f or {})} for config, f in zip(configs, fixed)]
 
 
 class RandomRefills:
@@ -61,9 +54,9 @@ class RandomRefills:
         sp.space_leaves(space)  # a clear error for a bad space
         self.space = space
 
-    def propose(self, key, trial_ids) -> list[dict]:
+    def propose(self, key, trial_ids, fixed=None) -> list[dict]:
         U = jax.random.uniform(key, (len(trial_ids), sp.n_dims(self.space)))
-        return _decode(self.space, sp.decode(self.space, U))
+        return _fix(_decode(self.space, sp.decode(self.space, U)), fixed)
 
     def observe(self, trial_id, config, steps, metric) -> None:
         pass
@@ -112,7 +105,7 @@ class OptimizerRefills:
         y = self.empty.y.at[:n].set(jnp.asarray([r[1] for r in rows], self.empty.y.dtype))
         return self.empty.replace(X=X, y=y, mask=jnp.arange(X.shape[0]) < n)
 
-    def propose(self, key, trial_ids) -> list[dict]:
+    def propose(self, key, trial_ids, fixed=None) -> list[dict]:
         k_fit, k_next = jax.random.split(key)
         state = self._rung_state()
         if state is None:
@@ -124,10 +117,10 @@ class OptimizerRefills:
             k_next, k = jax.random.split(k_next)
             X = sp.flatten_params(self.space, self.optimizer.get_next_params(state, k))
             configs += _decode(self.space, np.asarray(X))
-        return configs[: len(trial_ids)]
+        return _fix(configs[: len(trial_ids)], fixed)
 
     def observe(self, trial_id, config, steps, metric) -> None:
-        values = _encode(self.space, [config])[0]
+        values = np.asarray(sp.flatten_params(self.space, sp.stored_params(self.space, [config])))[0]
         self.observations.append([int(trial_id), int(steps), float(metric), values])
 
     def finish(self, trial_id) -> None:
@@ -151,10 +144,13 @@ class SearcherRefills:
             )
         self.searcher = searcher
 
-    def propose(self, key, trial_ids) -> list[dict]:
+    def propose(self, key, trial_ids, fixed=None) -> list[dict]:
         configs = [self.searcher.get_config(trial_id=t) for t in trial_ids]
         if any(c is None for c in configs):
             raise ConfigurationError("The search space is exhausted: every configuration has been proposed.")
+        configs = _fix(configs, fixed)
+        for trial_id, config in zip(trial_ids, configs):
+            self.searcher.register_pending(trial_id, config)  # what will run, if a value was fixed
         return configs
 
     def observe(self, trial_id, config, steps, metric) -> None:

@@ -21,11 +21,12 @@ from hyperoptax.errors import ConfigurationError, check_choice, closest
 
 __all__ = [
     "default_config", "load_config", "apply_overrides", "validate_config", "check_task", "config_json",
-    "n_iterations_of", "TUNABLE", "STATIC", "SYNTHETIC_ARITY",
+    "n_iterations_of", "successive_halving", "TUNABLE", "STATIC", "SYNTHETIC_ARITY",
 ]
 
 _FREE_FORM = ("search.space", "search.options")  # groups whose keys the user chooses
 OPTIMIZERS = ("bayesian", "gp_fifo", "random", "grid")
+SCHEDULERS = ("none", "asha", "hyperband")
 MODELS = ("mlp", "cnn")
 TRAINING_OPTIMIZERS = ("adamw", "adam", "sgd")
 SCHEDULES = ("cosine", "constant")
@@ -90,6 +91,15 @@ def default_config() -> config_dict.ConfigDict:
     c.search.metric = "accuracy"  # classification: "accuracy" or "loss"; synthetic: "value"
     c.search.mode = "max"  # "max" or "min"
     c.search.space = config_dict.ConfigDict({"learning_rate": "log(1e-4, 1e-1)"})
+    # Early stopping (classification): "none" trains every trial to the end; "asha" / "hyperband" stop
+    # unpromising trials at rungs and refill their population slots (options in c.scheduler).
+    c.search.scheduler = "none"
+
+    c.scheduler = config_dict.ConfigDict()
+    c.scheduler.eta = 3  # a rung keeps the top 1/eta; rungs are eta times apart
+    c.scheduler.min_steps = config_dict.placeholder(int)  # first rung; default max_steps // eta**2
+    c.scheduler.max_steps = config_dict.placeholder(int)  # full training; default training.n_steps
+    c.scheduler.n_brackets = config_dict.placeholder(int)  # hyperband: default every bracket; asha: 1
 
     c.output = config_dict.ConfigDict()
     c.output.top_k = 5  # rows of the final table
@@ -122,6 +132,38 @@ def validate_config(config) -> None:
     check_choice("search.optimizer", config.search.optimizer, OPTIMIZERS)
     check_choice("search.mode", config.search.mode, ("max", "min"))
     check_choice("search.preset", config.search.preset, ("recommended", "default"))
+    check_choice("search.scheduler", config.search.scheduler, SCHEDULERS)
+    if config.search.scheduler != "none":
+        successive_halving(config)  # checks the scheduler's options
+
+
+def successive_halving(config):
+    """The :class:`~hyperoptax.schedulers.SuccessiveHalving` rules of a config with an ASHA / Hyperband scheduler."""
+    from hyperoptax.schedulers import SuccessiveHalving
+
+    c, s = config.scheduler, config.search
+    if config.task != "classification":
+        raise ConfigurationError(
+            f"search.scheduler={s.scheduler!r} stops trainings early; task={config.task!r} does not train. "
+            f"Use search.scheduler='none'."
+        )
+    if s.optimizer == "grid":
+        raise ConfigurationError(
+            "search.scheduler refills stopped trials with new configurations; search.optimizer='grid' has a fixed "
+            "list. Use 'bayesian', 'gp_fifo' or 'random'."
+        )
+    max_steps = c.max_steps if c.max_steps is not None else config.training.n_steps
+    try:
+        rule = SuccessiveHalving(max_steps, c.min_steps, c.eta, 1, s.mode == "max")
+        if s.scheduler == "hyperband":
+            rule = SuccessiveHalving(max_steps, c.min_steps, c.eta, c.n_brackets or rule.s_max + 1, s.mode == "max")
+        elif c.n_brackets not in (None, 1):
+            raise ConfigurationError(
+                f"n_brackets={c.n_brackets}: ASHA has one bracket. Use search.scheduler='hyperband' for several."
+            )
+    except ConfigurationError as err:
+        raise ConfigurationError(f"scheduler.{err}") from None
+    return rule
 
 
 def check_task(config, space: dict[str, sp.Space]) -> None:
@@ -141,6 +183,11 @@ def check_task(config, space: dict[str, sp.Space]) -> None:
     check_choice("model.name", config.model.name, MODELS)
     check_choice("search.metric", config.search.metric, ("accuracy", "loss"))
     tunable = TUNABLE["model"] + TUNABLE["training"]
+    if config.search.scheduler != "none" and "n_steps" in space:
+        raise ConfigurationError(
+            f"search.space.n_steps: with search.scheduler={config.search.scheduler!r} the scheduler decides how long "
+            f"each trial trains (up to scheduler.max_steps). Remove n_steps from the space."
+        )
     for name in space:
         if name not in tunable:
             raise ConfigurationError(

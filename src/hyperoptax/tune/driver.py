@@ -22,7 +22,8 @@ from hyperoptax.errors import CheckpointError, ConfigurationError
 from hyperoptax.integrations.orbax import SweepCheckpointer
 from hyperoptax.tune import plotting, records, report, tasks
 from hyperoptax.tune.config import check_task, config_json, n_iterations_of, validate_config
-from hyperoptax.tune.progress import Progress
+from hyperoptax.tune.progress import Progress, say
+from hyperoptax.tune.scheduled import ScheduledSweep
 from hyperoptax.tune.search import make_search
 from hyperoptax.tune.space_strings import build_space, describe_space
 
@@ -36,8 +37,9 @@ _FRESH = "Rerun with --fresh (tune(..., fresh=True)) to start over, which delete
 def tune(config, workdir, *, fresh: bool = False, verbose: bool = True) -> dict:
     """Run (or resume) the sweep ``config`` describes in ``workdir``; returns the results dict.
 
-    Writes ``config.json``, ``checkpoints/`` (after every iteration), ``trials.csv`` and ``results.json``
-    (after every iteration) and, at the end, ``convergence.png`` and ``slices.png``.
+    Writes ``config.json``, ``checkpoints/``, ``trials.csv`` and ``results.json`` (after every iteration, or
+    every segment of a scheduled sweep) and, at the end, the plots (``convergence.png``, ``slices.png``, and
+    ``curves.png`` for a scheduled sweep).
     """
     validate_config(config)
     workdir = os.path.abspath(os.fspath(workdir))
@@ -54,7 +56,10 @@ def tune(config, workdir, *, fresh: bool = False, verbose: bool = True) -> dict:
         _check_resumable(workdir, config)
     # Build everything before touching the workdir: a config that fails here leaves it as it was.
     task = tasks.make_task(config, space)
-    search = make_search(config, space, n_iterations * s.n_parallel, key)
+    if s.scheduler == "none":
+        loop = _Iterations(config, space, task, key, make_search(config, space, n_iterations * s.n_parallel, key))
+    else:
+        loop = _Segments(config, space, task, key)
     if fresh or not has_checkpoint:
         _clear(workdir)
     records.write_atomic(os.path.join(workdir, records.CONFIG_JSON),
@@ -65,8 +70,34 @@ def tune(config, workdir, *, fresh: bool = False, verbose: bool = True) -> dict:
             trials, metric=s.metric, mode=s.mode, optimizer=s.optimizer, space=describe_space(space),
             config=config_json(config), finished=finished, n_iterations=n_iterations, wall_time=wall)
 
+    def save_results(trials, wall):
+        records.write_results(workdir, results_of(trials, False, wall))
+
     with SweepCheckpointer(ckpt_dir, max_to_keep=2) as checkpointer:
-        start, trials, elapsed_before = _resume(checkpointer, search)
+        try:
+            trials, wall = loop.run(checkpointer, workdir, save_results, verbose)
+        except CheckpointError as err:
+            raise CheckpointError(f"{err} {_FRESH}.") from None
+        checkpointer.wait_until_finished()
+    results = results_of(trials, True, wall)
+    records.write_results(workdir, results)
+    if config.output.plots:
+        plotting.render_plots(results, workdir)
+    if verbose:
+        say(report.summary(results, top_k=config.output.top_k, workdir=workdir))
+    return results
+
+
+class _Iterations:
+    """A sweep of whole batches: suggest ``n_parallel`` configurations, train each fully, tell; repeat."""
+
+    def __init__(self, config, space, task, key, search):
+        self.config, self.task, self.key, self.search = config, task, key, search
+
+    def run(self, checkpointer, workdir, save_results, verbose):
+        s = self.config.search
+        n_iterations = n_iterations_of(self.config)
+        start, trials, elapsed_before = _resume(checkpointer, self.search)
         progress = Progress(start, n_iterations, s.metric, verbose)
         if start:
             progress.say(f"Resuming {workdir}: {start} of {n_iterations} iterations ({len(trials)} trials) already done.")
@@ -77,31 +108,60 @@ def tune(config, workdir, *, fresh: bool = False, verbose: bool = True) -> dict:
 
         def after_iteration(iteration):
             nonlocal last
-            new = sweep.trial_records(len(trials), iteration, search.configs(iteration.params))
+            new = sweep.trial_records(len(trials), iteration, self.search.configs(iteration.params))
             trials.extend(new)
             wall = elapsed_before + time.perf_counter() - t0
-            search_state, searcher_state = search.checkpoint()
+            search_state, searcher_state = self.search.checkpoint()
             checkpointer.save(iteration.index + 1, search_state=search_state, force=True, metadata={"tune": {
                 "iterations_done": iteration.index + 1, "trials": trials, "searcher": searcher_state,
                 "wall_time_s": wall,
             }})
-            records.write_results(workdir, results_of(trials, False, wall))
+            save_results(trials, wall)
             now = time.perf_counter()
             progress.iteration(iteration.index, new, records.best_trial(trials, s.mode), now - last)
             last = now
 
         try:
-            sweep.run(search, lambda k, params: np.asarray(task(k, params), np.float64), key,
+            sweep.run(self.search, lambda k, params: np.asarray(self.task(k, params), np.float64), self.key,
                       range(start, n_iterations), after_iteration)
         finally:
             progress.close()
-        checkpointer.wait_until_finished()
-    results = results_of(trials, True, elapsed_before + time.perf_counter() - t0)
-    records.write_results(workdir, results)
-    if config.output.plots:
-        plotting.render_plots(results, workdir)
-    progress.say(report.summary(results, top_k=config.output.top_k, workdir=workdir))
-    return results
+        return trials, elapsed_before + time.perf_counter() - t0
+
+
+class _Segments:
+    """A scheduled sweep (ASHA / Hyperband): population slots trained in segments, refilled at rungs."""
+
+    def __init__(self, config, space, task, key):
+        self.config = config
+        self.sweep = ScheduledSweep(config, space, task, key)
+
+    def run(self, checkpointer, workdir, save_results, verbose):
+        s, sched = self.config.search, self.sweep
+        elapsed_before = 0.0
+        if checkpointer.latest_step() is not None:
+            elapsed_before = sched.resume(checkpointer, None)
+        done, budget = sched.progress()
+        progress = Progress(done, budget, s.metric, verbose, unit="steps")
+        if sched.start:
+            progress.say(f"Resuming {workdir}: {done} of {budget} training steps done, {len(sched.trials)} trials "
+                         f"finished.")
+        else:
+            progress.say(f"Starting a {s.scheduler} sweep of {budget} training steps in {s.n_parallel} slots "
+                         f"(rungs at {', '.join(map(str, sched.rule.levels()))} steps) in {workdir}.")
+        t0 = time.perf_counter()
+
+        def after_segment(new):
+            wall = elapsed_before + time.perf_counter() - t0
+            save_results(sched.trials, wall)
+            used, _ = sched.progress()
+            progress.segment(used, new, sched.counts(), records.best_trial(sched.trials, s.mode))
+
+        try:
+            sched.run(checkpointer, elapsed_before, after_segment)
+        finally:
+            progress.close()
+        return sched.trials, elapsed_before + time.perf_counter() - t0
 
 
 def _resume(checkpointer, search):
@@ -109,13 +169,10 @@ def _resume(checkpointer, search):
     if checkpointer.latest_step() is None:
         return 0, [], 0.0
     template, _ = search.checkpoint()
-    try:
-        restored = checkpointer.restore(template)
-    except CheckpointError as err:
-        raise CheckpointError(f"{err} {_FRESH}.") from None
+    restored = checkpointer.restore(template)
     info = restored.metadata.get("tune")
-    if not isinstance(info, dict):
-        raise CheckpointError(f"The checkpoint in {checkpointer.directory} was not written by hyperoptax tune. {_FRESH}.")
+    if not isinstance(info, dict) or "iterations_done" not in info:
+        raise CheckpointError(f"The checkpoint in {checkpointer.directory} was not written by this kind of sweep.")
     search.restore(restored.search_state, info.get("searcher"))
     return int(info["iterations_done"]), list(info["trials"]), float(info.get("wall_time_s", 0.0))
 

@@ -1,7 +1,10 @@
 """A sweep's results as plots (matplotlib, Agg backend), drawn from ``results.json`` alone::
 
     results = records.load_results("runs/digits")
-    plotting.render_plots(results, "runs/digits")   # convergence.png, slices.png
+    plotting.render_plots(results, "runs/digits")   # convergence.png, slices.png (and curves.png)
+
+Under a scheduler a stopped trial's metric was measured after fewer steps: the plots draw such trials faded
+and compare (best so far, the star) only the trials that trained the most steps.
 """
 
 from __future__ import annotations
@@ -11,9 +14,9 @@ import os
 
 import numpy as np
 
-from hyperoptax.tune.records import CONVERGENCE_PNG, SLICES_PNG
+from hyperoptax.tune.records import CONVERGENCE_PNG, CURVES_PNG, SLICES_PNG, comparable
 
-__all__ = ["render_plots", "plot_convergence", "plot_slices"]
+__all__ = ["render_plots", "plot_convergence", "plot_slices", "plot_curves"]
 
 
 # ---------------------------------------------------------------------------
@@ -34,16 +37,20 @@ def plot_convergence(results, path) -> None:
     plt = _pyplot()
     trials = sorted(results["trials"], key=lambda t: t["trial"])
     maximize = results["mode"] == "max"
+    top = {t["trial"] for t in comparable(trials)}
     x = np.array([t["trial"] for t in trials])
     y = np.array([np.nan if t["metric"] is None else t["metric"] for t in trials], float)
+    full = np.array([t["trial"] in top for t in trials])
     best, running = [], -math.inf if maximize else math.inf
-    for v in y:
-        if np.isfinite(v):
+    for v, counts in zip(y, full):
+        if np.isfinite(v) and counts:
             running = max(running, v) if maximize else min(running, v)
         best.append(running if math.isfinite(running) else np.nan)
     fig, ax = plt.subplots(figsize=(6.4, 4.0), dpi=100)
     ok = np.isfinite(y)
-    ax.scatter(x[ok], y[ok], s=18, alpha=0.6, label="trial")
+    ax.scatter(x[ok & full], y[ok & full], s=18, alpha=0.6, label="trial")
+    if (ok & ~full).any():
+        ax.scatter(x[ok & ~full], y[ok & ~full], s=14, alpha=0.25, color="0.5", label="stopped early")
     ax.step(x, best, where="post", color="C3", label="best so far")
     if (~ok).any():
         floor = np.nanmin(y) if ok.any() else 0.0
@@ -62,7 +69,7 @@ def plot_slices(results, path) -> None:
     """One panel per hyperparameter: metric against its value (log axis for log spaces, categories as labels)."""
     plt = _pyplot()
     names = list(results["space"])
-    ok = [t for t in results["trials"] if t["status"] == "ok"]
+    ok = comparable(results["trials"])
     best = results.get("best")
     n_cols = min(3, len(names))
     n_rows = math.ceil(len(names) / n_cols)
@@ -100,9 +107,41 @@ def plot_slices(results, path) -> None:
     plt.close(fig)
 
 
+def plot_curves(results, path) -> None:
+    """Every trial's metric against the steps it trained (stopped trials faded, the best highlighted)."""
+    plt = _pyplot()
+    best = results.get("best")
+    fig, ax = plt.subplots(figsize=(6.4, 4.0), dpi=100)
+    for t in results["trials"]:
+        points = [(s, m) for s, m in (t.get("curve") or []) if m is not None]
+        if not points:
+            continue
+        steps, metric = zip(*points)
+        if best is not None and t["trial"] == best["trial"]:
+            continue  # drawn last, on top
+        stopped = t["status"] != "completed"
+        ax.plot(steps, metric, marker="o", ms=3, lw=1, color="0.6" if stopped else "C0", alpha=0.35 if stopped else 0.8)
+    if best is not None and best.get("curve"):
+        steps, metric = zip(*[(s, m) for s, m in best["curve"] if m is not None])
+        ax.plot(steps, metric, marker="o", ms=4, lw=2.2, color="C3", label=f"best (trial {best['trial']})")
+        ax.legend(loc="best")
+    ax.set_xscale("log")
+    ax.set_xlabel("training steps")
+    ax.set_ylabel(results["metric"])
+    ax.set_title(f"learning curves: {results['n_trials']} trials, {results.get('n_stopped', 0)} stopped early")
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
+
+
 def render_plots(results, workdir) -> list[str]:
-    """Write ``convergence.png`` and ``slices.png`` into ``workdir``; returns their paths."""
+    """Write ``convergence.png``, ``slices.png`` and, when trials have learning curves, ``curves.png``
+    into ``workdir``; returns their paths."""
     paths = [os.path.join(workdir, CONVERGENCE_PNG), os.path.join(workdir, SLICES_PNG)]
     plot_convergence(results, paths[0])
     plot_slices(results, paths[1])
+    if any(t.get("curve") for t in results["trials"]):
+        paths.append(os.path.join(workdir, CURVES_PNG))
+        plot_curves(results, paths[-1])
     return paths

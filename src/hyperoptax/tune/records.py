@@ -14,18 +14,27 @@ from hyperoptax.errors import ConfigurationError
 from hyperoptax.sweep import TrialRecord
 
 __all__ = [
-    "TRIALS_CSV", "RESULTS_JSON", "CONFIG_JSON", "CHECKPOINT_DIR", "CONVERGENCE_PNG", "SLICES_PNG", "OUTPUTS",
-    "best_trial", "results_dict", "write_results", "write_atomic", "load_results", "fmt",
+    "TRIALS_CSV", "RESULTS_JSON", "CONFIG_JSON", "CHECKPOINT_DIR", "CONVERGENCE_PNG", "SLICES_PNG", "CURVES_PNG",
+    "OUTPUTS",
+    "comparable", "best_trial", "results_dict", "write_results", "write_atomic", "load_results", "fmt",
 ]
 
 TRIALS_CSV, RESULTS_JSON, CONFIG_JSON, CHECKPOINT_DIR = "trials.csv", "results.json", "config.json", "checkpoints"
-CONVERGENCE_PNG, SLICES_PNG = "convergence.png", "slices.png"
-OUTPUTS = (TRIALS_CSV, RESULTS_JSON, CONFIG_JSON, CONVERGENCE_PNG, SLICES_PNG)  # files a sweep writes
+CONVERGENCE_PNG, SLICES_PNG, CURVES_PNG = "convergence.png", "slices.png", "curves.png"
+OUTPUTS = (TRIALS_CSV, RESULTS_JSON, CONFIG_JSON, CONVERGENCE_PNG, SLICES_PNG, CURVES_PNG)  # files a sweep writes
+
+
+def comparable(trials: list[TrialRecord]) -> list[TrialRecord]:
+    """The trials whose metrics compare: those with a metric, at the most steps any of them trained
+    (a trial a scheduler stopped early was scored after fewer steps)."""
+    scored = [t for t in trials if t["metric"] is not None]
+    top = max((t.get("steps") or 0 for t in scored), default=0)
+    return [t for t in scored if (t.get("steps") or 0) == top]
 
 
 def best_trial(trials: list[TrialRecord], mode: str) -> TrialRecord | None:
-    """The successful trial with the highest (``mode="max"``) or lowest metric; None if none succeeded."""
-    ok = [t for t in trials if t["status"] == "ok"]
+    """The best of the :func:`comparable` trials (highest metric for ``mode="max"``); None if none."""
+    ok = comparable(trials)
     if not ok:
         return None
     return (max if mode == "max" else min)(ok, key=lambda t: t["metric"])
@@ -42,6 +51,7 @@ def results_dict(trials, *, metric, mode, optimizer, space, config, finished, n_
         "iterations_done": (max(t["iteration"] for t in trials) + 1) if trials else 0,
         "n_trials": len(trials),
         "n_failed": sum(t["status"] == "failed" for t in trials),
+        "n_stopped": sum(t["status"] == "stopped" for t in trials),
         "wall_time_s": round(wall_time, 3),
         "best": best_trial(trials, mode),
         "space": space,
@@ -53,12 +63,15 @@ def results_dict(trials, *, metric, mode, optimizer, space, config, finished, n_
 def write_results(workdir, results: dict) -> None:
     """Write ``trials.csv`` (one row per trial) and ``results.json`` (``results``) into ``workdir``."""
     names = list(results["space"])
-    header = ["trial", "iteration", "status", results["metric"], "duration_s", *names]
+    header = ["trial", "iteration", "status", results["metric"], "steps", "duration_s", *names, "curve"]
     lines = [",".join(header)]
     for t in results["trials"]:
         metric = "nan" if t["metric"] is None else repr(t["metric"])
+        steps = "" if t.get("steps") is None else str(t["steps"])
         values = [_csv_cell(t["params"][n]) for n in names]
-        lines.append(",".join([str(t["trial"]), str(t["iteration"]), t["status"], metric, repr(t["duration"]), *values]))
+        curve = " ".join(f"{s}:{'nan' if m is None else repr(m)}" for s, m in (t.get("curve") or []))
+        lines.append(",".join([str(t["trial"]), str(t["iteration"]), t["status"], metric, steps, repr(t["duration"]),
+                               *values, curve]))
     write_atomic(os.path.join(workdir, TRIALS_CSV), "\n".join(lines) + "\n")
     write_atomic(os.path.join(workdir, RESULTS_JSON), json.dumps(results, indent=1) + "\n")
 

@@ -4,14 +4,26 @@ from __future__ import annotations
 
 import os
 
-from hyperoptax.tune.records import CONVERGENCE_PNG, RESULTS_JSON, SLICES_PNG, TRIALS_CSV, fmt
+from hyperoptax.tune.records import (
+    CONVERGENCE_PNG,
+    CURVES_PNG,
+    RESULTS_JSON,
+    SLICES_PNG,
+    TRIALS_CSV,
+    comparable,
+    fmt,
+)
 
 __all__ = ["summary", "top_table"]
 
 
 def _ranked(results) -> list[dict]:
-    ok = [t for t in results["trials"] if t["status"] == "ok"]
-    return sorted(ok, key=lambda t: t["metric"], reverse=results["mode"] == "max")
+    return sorted(comparable(results["trials"]), key=lambda t: t["metric"], reverse=results["mode"] == "max")
+
+
+def _ended(results) -> str:
+    stopped = results.get("n_stopped", 0)
+    return f"{results['n_failed']} failed" + (f", {stopped} stopped early" if stopped else "")
 
 
 def top_table(results, top_k: int = 5) -> str:
@@ -32,7 +44,7 @@ def summary(results, top_k: int = 5, workdir=None) -> str:
     best = results.get("best")
     state = "finished" if results.get("finished") else f"interrupted after {results.get('iterations_done', 0)} iterations"
     lines = [
-        f"\nSweep {state}: {results['n_trials']} trials ({results['n_failed']} failed), "
+        f"\nSweep {state}: {results['n_trials']} trials ({_ended(results)}), "
         f"{results['optimizer']} search, {results['wall_time_s']:.1f}s.",
     ]
     if best is None:
@@ -43,7 +55,7 @@ def summary(results, top_k: int = 5, workdir=None) -> str:
         lines += ["", f"Top {min(top_k, len(_ranked(results)))} configurations ({results['mode']} {results['metric']}):",
                   top_table(results, top_k)]
     if workdir is not None:
-        files = [f for f in (TRIALS_CSV, RESULTS_JSON, CONVERGENCE_PNG, SLICES_PNG)
+        files = [f for f in (TRIALS_CSV, RESULTS_JSON, CONVERGENCE_PNG, SLICES_PNG, CURVES_PNG)
                  if os.path.exists(os.path.join(workdir, f))]
         lines += ["", f"Wrote {', '.join(files)} to {workdir}"]
     return "\n".join(lines)

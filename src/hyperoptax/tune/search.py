@@ -16,7 +16,6 @@ from __future__ import annotations
 import dataclasses
 
 import jax
-import jax.numpy as jnp
 import numpy as np
 
 from hyperoptax import spaces as sp
@@ -88,9 +87,7 @@ class FIFOSearch:
         if any(c is None for c in batch):
             raise ConfigurationError("gp_fifo: the search space is exhausted; run fewer trials.")
         self._batch, self._next_trial = batch, first + self.n_parallel
-        # The task takes stored values: a category as its index.
-        return {name: jnp.asarray(np.asarray([_stored(leaf, c[name]) for c in batch]), leaf.dtype)
-                for name, leaf in self.space.items()}
+        return sp.stored_params(self.space, [{name: c[name] for name in self.space} for c in batch])
 
     def configs(self, params) -> list[dict]:
         return [{name: c[name] for name in self.space} for c in self._batch]
@@ -106,9 +103,3 @@ class FIFOSearch:
     def restore(self, search_state, saved):
         self.searcher = self.searcher.clone_from_state(saved)
         self._next_trial = len(saved["trials"])
-
-
-def _stored(leaf, value):
-    if isinstance(leaf, sp.DiscreteSpace) and leaf.is_categorical:
-        return leaf.values.index(value)
-    return value

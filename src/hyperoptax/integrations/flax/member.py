@@ -94,13 +94,24 @@ class MemberSpec:
             finite=jnp.ones((), bool),
         )
 
-    def train(self, static: Mapping, member: PopulationState, hparams, batch_size: int, n_steps: int, train) -> PopulationState:
-        """``n_steps`` steps from ``member``'s current step, on i.i.d. minibatches of ``train``."""
+    def train(self, static: Mapping, member: PopulationState, hparams, batch_size: int, n_steps, train) -> PopulationState:
+        """``n_steps`` steps from ``member``'s current step, on i.i.d. minibatches of ``train``.
+
+        ``n_steps`` is a Python int (a ``scan`` of that length) or a traced scalar (a loop whose length is
+        an argument of the compiled program: one program for segments of any length).
+        """
+        step = self._step_fn(static, hparams, batch_size, train)
+        if isinstance(n_steps, int):
+            return jax.lax.scan(lambda m, _: (step(m), None), member, None, length=n_steps)[0]
+        return jax.lax.fori_loop(0, n_steps, lambda _, m: step(m), member)
+
+    def _step_fn(self, static: Mapping, hparams, batch_size: int, train):
+        """One training step of a member, ``member -> member``."""
         static_key = _static_key(static)
         tx = self.optimizer_fn(hparams)
         n_train = train[self.inputs_key].shape[0]
 
-        def step(m: PopulationState, _):
+        def step(m: PopulationState) -> PopulationState:
             # Keys depend on (rng, step) only, so chunked training replays the same batches.
             batch_key, dropout_key = jax.random.split(jax.random.fold_in(as_key(m.rng), m.step))
             idx = jax.random.randint(batch_key, (batch_size,), 0, n_train)
@@ -122,9 +133,9 @@ class MemberSpec:
                 step=m.step + 1,
                 rng=m.rng,
                 finite=m.finite & jnp.isfinite(loss),
-            ), None
+            )
 
-        return jax.lax.scan(step, member, None, length=n_steps)[0]
+        return step
 
     def evaluate(self, static: Mapping, member: PopulationState, hparams, eval_data) -> jax.Array:
         """The mean of ``metric_fn`` over ``eval_data``; NaN if the loss or weights went non-finite."""

@@ -17,7 +17,7 @@ import optax
 from jax.sharding import Mesh
 from jax.sharding import PartitionSpec as P
 
-from hyperoptax._keys import as_key
+from hyperoptax._keys import as_key, is_key
 from hyperoptax.errors import ConfigurationError, check_positive_int
 from hyperoptax.integrations.flax.defaults import accuracy, default_optimizer, softmax_cross_entropy
 from hyperoptax.integrations.flax.hyperparams import (
@@ -58,6 +58,17 @@ def _check_data(name, data, inputs_key, labels_key):
     if len(set(n.values())) != 1 or not n[inputs_key]:
         raise ConfigurationError(f"{name} arrays must share a non-empty leading axis, got lengths {n}.")
     return arrays
+def _member_keys(key, n: int) -> np.ndarray:
+    """Raw key data ``(n, ...)``: ``key`` split ``n`` ways, or ``key`` itself if it already holds ``n`` keys."""
+    data = np.asarray(jax.random.key_data(key) if is_key(key) else key, np.uint32)
+    single = data.ndim == (jax.random.key_data(jax.random.key(0)).ndim)
+    if single:
+        return np.asarray(jax.random.key_data(jax.random.split(as_key(key), n)))
+    if data.shape[0] != n:
+        raise ConfigurationError(f"Got {data.shape[0]} member keys for a population of {n}.")
+    return data
+
+
 class PopulationTrainer:
     """Trains one Flax model per hyperparameter configuration, all members at once.
 
@@ -230,14 +241,14 @@ class PopulationTrainer:
             self._device_data = (self._put(self.train_data, P()), self._put(self.eval_data, P()))
         return self._device_data
 
-    def _program(self, kind, static, n, n_steps, member_fn, args):
+    def _program(self, kind, static, n, n_steps, member_fn, args, n_replicated=2):
         """Compile ``jit(shard_map(vmap(member_fn)))`` once per (kind, static values, n, n_steps).
 
-        ``args``: per-member arguments, then the replicated train / eval data.
+        ``args``: per-member arguments, then ``n_replicated`` shared ones (last the train / eval data).
         """
         cache_key = (kind, tuple(sorted(static.items())), n, n_steps)
         return self._programs.compile(
-            cache_key, lambda: population_program(member_fn, self.mesh, len(args) - 2, 2), args
+            cache_key, lambda: population_program(member_fn, self.mesh, len(args) - n_replicated, n_replicated), args
         )
 
     def _host_batch(self, params_batch):
@@ -295,12 +306,15 @@ class PopulationTrainer:
     # -- checkpointing hooks ------------------------------------------------------
 
     def init_population(self, key, params_batch) -> PopulationState:
-        """Fresh members for ``params_batch`` (one static bucket), sharded over the population axis."""
+        """Fresh members for ``params_batch`` (one static bucket), sharded over the population axis.
+
+        ``key`` is split into one key per member, or is already one key per member (a leading ``n`` axis).
+        """
         static = self._one_bucket(params_batch)
         host_params, n = self._host_batch(params_batch)
         traced, _ = self._split(host_params)
         self._check_usage(jax.tree.map(lambda x: x[0], traced), static)
-        keys = np.asarray(jax.random.key_data(jax.random.split(as_key(key), n)))
+        keys = _member_keys(key, n)
         args = (*self._put((keys, traced), P(AXIS)), *self._data())
         fn = lambda k, h, tr, ev: self._member.init(static, k, merge(h, static))  # noqa: E731
         return self._program("init", static, n, None, fn, args)(*args)
@@ -327,6 +341,47 @@ class PopulationTrainer:
         args = (*self._put((pop_state, traced), P(AXIS)), *self._data())
         fn = lambda m, h, tr, ev: self._member.evaluate(static, m, merge(h, static), ev)  # noqa: E731
         return jnp.asarray(host(self._program("eval", static, n, None, fn, args)(*args)))
+
+    # -- slots: segments of any length, members re-initialized in place -----------
+
+    def train_and_evaluate(self, pop_state: PopulationState, params_batch, n_steps) -> tuple[PopulationState, jax.Array]:
+        """``n_steps`` more steps of every member, then its eval metric: ``(pop_state, metrics (n,))``.
+
+        ``n_steps`` is an argument of the compiled program, not part of it: segments of any length share one
+        program per static bucket and population size (schedulers train in segments between rungs).
+        """
+        check_positive_int("n_steps", int(n_steps))
+        static = self._one_bucket(params_batch)
+        host_params, n = self._host_batch(params_batch)
+        traced, _ = self._split(host_params)
+        batch_size, _ = self._config(static)
+        args = (*self._put((pop_state, traced), P(AXIS)), *self._put((jnp.asarray(n_steps, jnp.int32),), P()),
+                *self._data())
+
+        def fn(m, h, steps, tr, ev):
+            hp = merge(h, static)
+            m = self._member.train(static, m, hp, batch_size, steps, tr)
+            return m, self._member.evaluate(static, m, hp, ev)
+
+        pop_state, metrics = self._program("segment", static, n, None, fn, args, n_replicated=3)(*args)
+        return pop_state, jnp.asarray(host(metrics))
+
+    def refill(self, pop_state: PopulationState, params_batch, keys, mask) -> PopulationState:
+        """Members where ``mask`` start afresh (new weights and optimizer state from ``keys[i]`` and the
+        hyperparameters of ``params_batch``); the others keep their state. Shapes never change."""
+        static = self._one_bucket(params_batch)
+        host_params, n = self._host_batch(params_batch)
+        traced, _ = self._split(host_params)
+        self._check_usage(jax.tree.map(lambda x: x[0], traced), static)
+        keys = _member_keys(keys, n)
+        mask = np.asarray(mask, bool)
+        args = (*self._put((pop_state, traced, keys, mask), P(AXIS)), *self._data())
+
+        def fn(m, h, k, fresh, tr, ev):
+            new = self._member.init(static, k, merge(h, static))
+            return jax.tree.map(lambda a, b: jnp.where(fresh, a, b), new, m)
+
+        return self._program("refill", static, n, None, fn, args)(*args)
 
     def run(self, key, params_batch, *, checkpoint_fn=None, start_state=None, checkpoint_every=None) -> jax.Array:
         """Train in chunks of ``checkpoint_every`` steps, calling ``checkpoint_fn(pop_state, step)`` after each.
