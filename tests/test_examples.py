@@ -42,3 +42,9 @@ def test_quickstart(tmp_path):
               "--config.training.n_steps=100", cwd=tmp_path)
     assert "best validation accuracy" in out
     assert {"trials.csv", "results.json", "convergence.png", "slices.png"} <= set(os.listdir(tmp_path))
+
+
+@pytest.mark.slow
+def test_pbt():
+    out = run("pbt.py")
+    assert out.count("steps ") >= 8 and "its schedule:" in out and "replayed alone: accuracy" in out

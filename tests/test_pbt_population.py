@@ -101,6 +101,24 @@ def test_the_best_schedule_replays_to_the_same_metric(population):
     np.testing.assert_allclose(replayed, expected, rtol=1e-4)
 
 
+def test_members_copy_within_their_static_bucket_and_keep_its_values():
+    space = {"learning_rate": hx.LogSpace(1e-3, 1.0), "width": hx.DiscreteSpace([8, 16])}
+    configs = [{"learning_rate": lr, "width": w} for lr, w in zip([0.01, 0.3, 0.02, 0.2, 0.05, 0.1], [8, 16] * 3)]
+    population = PBTPopulation(make_trainer(static=("width",), space=space), PBT(5, quantile=0.5), space, configs,
+                               15, jax.random.key(1))
+    population.run()
+    assert [b["static"] for b in population.buckets] == [{"width": 8}, {"width": 16}]
+    copies = 0
+    for i, history in enumerate(population.lineage.members):
+        assert {e["params"]["width"] for e in history} == {configs[i]["width"]}  # static values never change
+        for e in history:
+            if e["parent"] is not None:
+                copies += 1
+                assert configs[e["parent"]]["width"] == configs[i]["width"]  # a copy stays in its bucket
+    assert copies == 2 * 2  # per bucket of three, one copies at each of the two ready steps
+    assert population.trainer.n_compiles == 6  # init, segment, exploit per bucket
+
+
 @pytest.mark.slow
 def test_sharded_over_four_devices_equals_unsharded(population):
     [out] = _run_script(

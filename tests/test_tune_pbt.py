@@ -5,10 +5,8 @@ from __future__ import annotations
 
 import csv
 import os
-import signal
 import subprocess
 import sys
-import time
 
 import numpy as np
 import pytest
@@ -17,7 +15,7 @@ from hyperoptax import tune
 from hyperoptax.errors import ConfigurationError
 from hyperoptax.tune import pbt
 
-from test_tune_scheduled import ROOT, Interrupt, interrupt, timeless
+from test_tune_scheduled import ROOT, SLOW_CLI, Interrupt, interrupt, sigkill_after_checkpoint, timeless
 
 CONFIG = """
 from hyperoptax.tune import default_config
@@ -113,37 +111,12 @@ def test_bad_pbt_options_get_clear_errors(config_file, change, match, tmp_path):
     assert not os.listdir(tmp_path)  # a bad config leaves the workdir as it was
 
 
-# Every interval slowed down, so the test can kill the process between (or during) checkpoints.
-SLOW_CLI = """
-import sys, time
-from hyperoptax.integrations.flax import PopulationTrainer
-segment = PopulationTrainer.train_and_evaluate
-def slow(self, *args):
-    time.sleep(0.5)
-    return segment(self, *args)
-PopulationTrainer.train_and_evaluate = slow
-from hyperoptax.cli import main
-sys.exit(main())
-"""
-
-
 @pytest.mark.slow
 def test_sigkill_mid_sweep_then_resume_equals_the_uninterrupted_run(full, config_file, tmp_path):
+    # SLOW_CLI slows every interval down, so the kill lands between (or during) checkpoints.
     command = [sys.executable, "-c", SLOW_CLI, "tune", "--config", str(config_file), "--quiet",
                "--workdir", str(tmp_path)]
-    proc = subprocess.Popen(command, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
-    ckpt = tmp_path / "checkpoints"
-    deadline = time.monotonic() + 300
-    try:
-        while time.monotonic() < deadline and proc.poll() is None:
-            steps = [n for n in os.listdir(ckpt) if n.isdigit()] if ckpt.is_dir() else []
-            if steps and max(map(int, steps)) >= 2:
-                os.kill(proc.pid, signal.SIGKILL)
-                break
-            time.sleep(0.01)
-    finally:
-        proc.wait(timeout=60)
-    assert proc.returncode == -signal.SIGKILL, proc.stderr.read()[-2000:]
+    sigkill_after_checkpoint(command, tmp_path / "checkpoints", 2)
     resumed = subprocess.run(command, cwd=ROOT, capture_output=True, text=True)
     assert resumed.returncode == 0, resumed.stderr[-2000:]
     assert timeless(tune.load_results(tmp_path)["trials"]) == timeless(tune.load_results(full)["trials"])

@@ -22,11 +22,14 @@ schedule alone.
 
 from __future__ import annotations
 
+import weakref
+
 import jax
 import numpy as np
 
 from hyperoptax import spaces as sp
 from hyperoptax import sweep
+from hyperoptax._keys import as_key
 from hyperoptax.errors import ConfigurationError, check_positive_int
 from hyperoptax.integrations.flax.sharding import Programs, host
 from hyperoptax.schedulers.lineage import Lineage
@@ -35,10 +38,14 @@ from hyperoptax.schedulers.pbt import PBT
 
 __all__ = ["PBTPopulation", "replay", "member_keys"]
 
+# The ready-step programs of each trainer: a rule, space and population size compile once per trainer,
+# whatever the number of populations (seeds) it trains.
+_READY_PROGRAMS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+
 
 def member_keys(key, n: int) -> np.ndarray:
     """Raw key data ``(n, ...)`` of the members of a population run from ``key``: ``fold_in(k_members, i)``."""
-    k_members = jax.random.split(key)[0]
+    k_members = jax.random.split(as_key(key))[0]
     return np.stack([np.asarray(jax.random.key_data(jax.random.fold_in(k_members, i))) for i in range(n)])
 
 
@@ -70,7 +77,7 @@ class PBTPopulation:
         if not isinstance(space, dict):
             raise ConfigurationError(f"space must be a dict of Spaces, got {type(space).__name__}.")
         sp.space_leaves(space)  # a clear error for a bad space
-        self.trainer, self.rule, self.space, self.n_steps, self.key = trainer, rule, space, n_steps, key
+        self.trainer, self.rule, self.space, self.n_steps, self.key = trainer, rule, space, n_steps, as_key(key)
         self.traced_space = {k: v for k, v in space.items() if k not in trainer.static}
         if not self.traced_space:
             raise ConfigurationError(
@@ -87,11 +94,11 @@ class PBTPopulation:
             bucket["state"] = trainer.init_population(self.member_keys[bucket["members"]], self._of(bucket))
         self.lineage = Lineage(self.n_members)
         self._parents: list = [None] * self.n_members
-        self._decisions = Programs()
+        self._decisions = _READY_PROGRAMS.setdefault(trainer, Programs())
 
     @property
     def n_compiles(self) -> int:
-        """Programs compiled so far: the trainer's (init, segment, exploit per bucket) and the ready steps'."""
+        """Programs compiled for the trainer: its own (init, segment, exploit per bucket) and the ready steps'."""
         return self.trainer.n_compiles + self._decisions.n_compiles
 
     @property
@@ -124,7 +131,8 @@ class PBTPopulation:
             idx = bucket["members"]
             values = np.asarray(sp.flatten_params(self.traced_space, self._of(bucket, self.traced_params)))
             args = (jax.random.fold_in(key, b), np.asarray(metrics[idx], np.float32), values, data)
-            ready = self._decisions.compile(("ready", len(idx)), self._ready_program, args)(*args)
+            cache_key = ("ready", self.rule, tuple(self.traced_space.items()), len(idx))
+            ready = self._decisions.compile(cache_key, self._ready_program, args)(*args)
             source, copied = np.asarray(ready.source), np.asarray(ready.copied)
             if not copied.any():
                 continue
@@ -138,7 +146,8 @@ class PBTPopulation:
         return self.params
 
     def _ready_program(self):
-        return lambda key, metrics, values, data: self.rule.ready(key, self.traced_space, metrics, values, data)
+        rule, space = self.rule, self.traced_space  # not self: the program outlives this population
+        return lambda key, metrics, values, data: rule.ready(key, space, metrics, values, data)
 
     @property
     def traced_params(self):
