@@ -46,9 +46,9 @@ from hyperoptax.integrations.flax.pbt import PBTPopulation, replay
 from hyperoptax.integrations.flax.scheduled import ScheduledPopulation
 from hyperoptax.schedulers import PBT, Scheduler
 
+from _sections import RESULTS, write_section
+
 HERE = os.path.dirname(os.path.abspath(__file__))
-RESULTS = os.path.join(HERE, "RESULTS.md")
-BEGIN, END = "<!-- pbt:begin -->", "<!-- pbt:end -->"
 METHODS = ("pbt (perturb)", "pbt (pb2)", "bayesian", "asha", "random")
 SPACE = {"learning_rate": hx.LogSpace(1e-4, 1e-1), "weight_decay": hx.LogSpace(1e-5, 1.0)}
 
@@ -238,17 +238,6 @@ def _figures(rows, seeds, prefix):
     plot_schedules({"trials": trials, "space": space, "best": {"trial": run["best"]}}, prefix + "_schedules.png")
 
 
-def _write_section(section: str):
-    text = open(RESULTS).read() if os.path.exists(RESULTS) else "# Benchmark results\n"
-    block = f"{BEGIN}\n{section}\n{END}"
-    if BEGIN in text and END in text:
-        text = text[: text.index(BEGIN)] + block + text[text.index(END) + len(END):]
-    else:
-        text = text.rstrip("\n") + "\n\n" + block + "\n"
-    with open(RESULTS, "w") as f:
-        f.write(text)
-
-
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--seeds", type=int, default=10)
@@ -286,7 +275,8 @@ def main():
     os.makedirs(os.path.dirname(prefix), exist_ok=True)
     with open(prefix + ".json", "w") as f:
         json.dump({"command": command, "args": vars(args),
-                   "rows": {m: {s: {k: v for k, v in r.items() if k != "population"} for s, r in rows[m].items()}
+                   "rows": {m: {s: {k: v for k, v in r.items() if k not in ("population", "schedule")}
+                                for s, r in rows[m].items()}
                             for m in METHODS}}, f, indent=1)
     _figures(rows, seeds, prefix)
     if args.no_write:
@@ -328,7 +318,7 @@ def main():
         "",
         "![schedules](results/pbt_schedules.png)",
     ])
-    _write_section(section)
+    write_section("pbt", section)
     print(f"\nwrote the pbt section of {RESULTS}")
 
 
