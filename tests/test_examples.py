@@ -42,3 +42,9 @@ def test_quickstart(tmp_path):
               "--config.training.n_steps=100", cwd=tmp_path)
     assert "best validation accuracy" in out
     assert {"trials.csv", "results.json", "convergence.png", "slices.png"} <= set(os.listdir(tmp_path))
+
+
+@pytest.mark.slow
+def test_early_stopping():
+    out = run("early_stopping.py")
+    assert "population:" in out and "3 programs compiled" in out and "ask/tell: best" in out
