@@ -406,6 +406,12 @@ def test_parameters_that_do_not_fit_the_model_are_refused(init):
         _gp.fit_hyperparameters(WARPED, X, y, jnp.ones(4, bool), init, 5)
 
 
+def test_a_kernel_in_place_of_the_model_is_refused_with_the_fix():
+    X, y = _data(4, d=2)
+    with pytest.raises(ValueError, match=r"GPModel\(kernel, prior, jitter\)"):
+        _gp.fit_hyperparameters(KERNEL, X, y, jnp.ones(4, bool), _gp.default_params(2), 5)
+
+
 def test_boxcox_targets_and_their_log_jacobian():
     from hyperoptax import boxcox
 

@@ -347,6 +347,11 @@ def fit_hyperparameters(
 
 
 def _check_structure(model: GPModel, params: ModelParams):
+    if not isinstance(model, GPModel):
+        raise ConfigurationError(
+            f"fit_hyperparameters takes a GPModel first, got {model!r}. Wrap the kernel, prior and jitter: "
+            f"fit_hyperparameters(GPModel(kernel, prior, jitter), X, y, valid, ModelParams(gp_params), n_steps)."
+        )
     if not isinstance(params, ModelParams) or (params.warp is None) != (model.warped is None) \
             or (params.raw_lam is None) == model.boxcox:
         raise ConfigurationError(
