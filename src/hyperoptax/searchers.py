@@ -36,7 +36,6 @@ import jax.numpy as jnp
 import numpy as np
 
 from hyperoptax import fifo_model as fm
-from hyperoptax import kernels
 from hyperoptax import spaces as sp
 from hyperoptax.errors import ConfigurationError, check_choice, check_positive_int, closest
 
@@ -77,10 +76,8 @@ DEFAULT_OPTIONS: dict[str, Any] = dict(
 """Every option of :class:`GPFIFOSearcher` with its default (Syne Tune's ``gp_fifo_searcher_defaults``)."""
 
 _BASE_KERNELS = ("matern52-ard", "matern52-noard")
-_ACQUISITIONS = {"ei": (), "logei": (), "lcb": ("kappa",)}
 _INITIAL_SCORING = ("thompson_indep", "acq_func")
 _TL_MODELS = ("matern52_product", "matern52_same")
-_LOCAL_STEPS = 20  # L-BFGS steps of the local acquisition optimization
 # Small problems fit in the first data bucket: one compilation for most searches.
 _MIN_DATA_BUCKET, _MIN_PENDING_BUCKET = 64, 4
 _RANDOM_RETRIES = 8
@@ -174,11 +171,11 @@ class GPFIFOSearcher:
             [isinstance(leaf, sp.LinearSpace) and np.dtype(leaf.dtype).kind == "f" for leaf in self._leaves]
         )
         self._map_reward = _parse_map_reward(opts["map_reward"]) if mode == "max" else (lambda x: x)
-        self._cfg = self._model_config(opts)
+        self._cfg = fm.model_config(self._names, self._leaves, opts)
         self._seed = int(np.random.default_rng().integers(2**31)) if random_seed is None else int(random_seed)
         self._counter = 0
         self._trials: dict[Any, dict] = {}
-        self._theta = None
+        self._params = None
         self._n_obs_at_fit = -1
         self._points = self._initial_points(points_to_evaluate)
         restrict = opts["restrict_configurations"]
@@ -196,11 +193,11 @@ class GPFIFOSearcher:
             if not isinstance(o[name], (bool, np.bool_)):
                 raise ConfigurationError(f"{name} must be True or False, got {o[name]!r}.")
         check_choice("gp_base_kernel", o["gp_base_kernel"], _BASE_KERNELS)
-        check_choice("acq_function", o["acq_function"], tuple(_ACQUISITIONS))
+        check_choice("acq_function", o["acq_function"], tuple(fm.ACQUISITIONS))
         check_choice("initial_scoring", o["initial_scoring"], _INITIAL_SCORING)
         check_choice("transfer_learning_model", o["transfer_learning_model"], _TL_MODELS)
         kwargs = o["acq_function_kwargs"] or {}
-        allowed = _ACQUISITIONS[o["acq_function"]]
+        _, allowed = fm.ACQUISITIONS[o["acq_function"]]
         for k in kwargs:
             if k not in allowed:
                 raise ConfigurationError(
@@ -228,73 +225,6 @@ class GPFIFOSearcher:
                     f"config_space.{closest(tl, self._config_space)}"
                 )
             check_choice("transfer_learning_active_task", o["transfer_learning_active_task"], space.values)
-
-    def _model_config(self, o) -> fm.ModelConfig:
-        lo, hi = self._search_box(o)
-        dims = np.arange(len(lo))
-        task_dims = np.zeros(len(lo), bool)
-        tl = o["transfer_learning_task_attr"]
-        start = 0
-        for name, leaf in zip(self._names, self._leaves):
-            if name == tl:
-                task_dims[start : start + leaf.n_dims] = True
-            start += leaf.n_dims
-        tied = o["gp_base_kernel"] == "matern52-noard"
-        if tl is None:
-            kernel = fm.SubsetMatern52(tuple(dims.tolist()), tied=True) if tied else kernels.Matern(nu=2.5)
-        else:
-            rest = fm.SubsetMatern52(tuple(dims[~task_dims].tolist()), tied=tied)
-            if o["transfer_learning_model"] == "matern52_product":
-                kernel = kernels.Product(fm.SubsetMatern52(tuple(dims[task_dims].tolist()), tied=True), rest)
-            else:
-                kernel = rest
-        warped = None
-        if o["input_warping"]:
-            warped = tuple((~sp.categorical_dims(self._leaves)).tolist())
-        kwargs = o["acq_function_kwargs"] or {}
-        return fm.ModelConfig(
-            space=self._leaves, kernel=kernel, lo=tuple(lo), hi=tuple(hi), warped=warped,
-            boxcox=bool(o["boxcox_transform"]), acq_function=o["acq_function"],
-            kappa=float(kwargs.get("kappa", 1.0)), initial_scoring=o["initial_scoring"],
-            num_fantasy_samples=int(o["num_fantasy_samples"]), opt_nstarts=int(o["opt_nstarts"]),
-            opt_maxiter=int(o["opt_maxiter"]), local_steps=0 if o["skip_local_optimization"] else _LOCAL_STEPS,
-        )
-
-    def _search_box(self, o):
-        """Where new configurations come from, as a box in the model cube (transfer learning narrows it)."""
-        tl, active = o["transfer_learning_task_attr"], o["transfer_learning_active_config_space"]
-        lo, hi = [], []
-        for name, leaf in zip(self._names, self._leaves):
-            if name == tl:
-                onehot = [float(v == o["transfer_learning_active_task"]) for v in leaf.values]
-                lo += onehot
-                hi += onehot
-                continue
-            sub = (active or {}).get(name, leaf)
-            if sub == leaf:
-                lo += [0.0] * leaf.n_dims
-                hi += [1.0] * leaf.n_dims
-            elif isinstance(leaf, sp.DiscreteSpace) and leaf.is_categorical and isinstance(sub, sp.DiscreteSpace) \
-                    and set(sub.values) <= set(leaf.values):
-                keep = [float(v in sub.values) for v in leaf.values]
-                lo += [0.0] * leaf.n_dims
-                hi += keep
-            elif type(sub) is type(leaf) and isinstance(leaf, sp.LinearSpace):
-                f0, f1 = leaf._edges()
-                a0, a1 = sub._edges()
-                if a0 < f0 - 1e-9 or a1 > f1 + 1e-9:
-                    raise ConfigurationError(
-                        f"transfer_learning_active_config_space[{name!r}] = {sub!r} is not inside config_space's "
-                        f"{leaf!r}. config_space must cover every task's ranges."
-                    )
-                lo.append((a0 - f0) / (f1 - f0))
-                hi.append((a1 - f0) / (f1 - f0))
-            else:
-                raise ConfigurationError(
-                    f"transfer_learning_active_config_space[{name!r}] = {sub!r} must be the same kind of space as "
-                    f"config_space's {leaf!r} (a narrower range, or a subset of the categories)."
-                )
-        return np.asarray(lo), np.asarray(hi)
 
     # --- configurations -----------------------------------------------------
 
@@ -473,8 +403,8 @@ class GPFIFOSearcher:
             if t["x"] is None:
                 t["x"] = np.asarray(fm.encode(self._cfg, jnp.asarray(t["values"][None])))[0]
         X = np.stack([t["x"] for t in observed])
-        keep = subsample(c, self._options["max_size_data_for_model"], self._options["max_size_top_fraction"],
-                         np.random.default_rng(np.asarray(jax.random.key_data(key)).ravel()))
+        keep = fm.subsample(c, self._options["max_size_data_for_model"], self._options["max_size_top_fraction"],
+                            np.random.default_rng(np.asarray(jax.random.key_data(key)).ravel()))
         return X[keep], c[keep]
 
     def _model_based(self, key, k_random, observed, taken):
@@ -502,11 +432,11 @@ class GPFIFOSearcher:
                 return None
             m = _bucket(len(configs), _MIN_PENDING_BUCKET)
             V = np.stack([e["values"] for e in configs] + [configs[0]["values"]] * (m - len(configs)))
-            U = jnp.asarray(self._unembed(np.asarray(fm.encode(cfg, jnp.asarray(V)))))
+            U = fm.unembed(cfg, fm.encode(cfg, jnp.asarray(V)))
         else:
             U = fm.sample_candidates(cfg, k_cand, o["num_init_candidates"])
             configs = None
-        fant, scores = fm.propose(cfg, self._theta, Xb, cb, valid, jnp.asarray(Xp), pmask, U, k_fant)
+        fant, scores = fm.propose(cfg, self._params, Xb, cb, valid, jnp.asarray(Xp), pmask, U, k_fant)
         scores = np.array(scores)
         if configs is not None:
             scores[len(configs):] = -np.inf
@@ -527,21 +457,16 @@ class GPFIFOSearcher:
             values = decoded[best]
         return self._config(values)
 
-    def _unembed(self, X):
-        lo, hi = np.asarray(self._cfg.lo), np.asarray(self._cfg.hi)
-        width = hi - lo
-        return np.where(width > 0, np.clip((X - lo) / np.where(width > 0, width, 1.0), 0.0, 1.0), 0.0)
-
     def _maybe_fit(self, n_obs, X, c, valid, key):
         o = self._options
         skip = n_obs >= o["opt_skip_init_length"] and (n_obs - o["opt_skip_init_length"]) % o["opt_skip_period"] != 0
-        if self._theta is not None and (n_obs == self._n_obs_at_fit or skip):
+        if self._params is not None and (n_obs == self._n_obs_at_fit or skip):
             return
-        init = self._theta if (o["opt_warmstart"] and self._theta is not None) else fm.default_theta(self._cfg)
-        self._theta = fm.fit(self._cfg, init, X, c, valid, key)
+        init = self._params if (o["opt_warmstart"] and self._params is not None) else fm.default_params(self._cfg)
+        self._params = fm.fit(self._cfg, init, X, c, valid, key)
         self._n_obs_at_fit = n_obs
         if o["opt_verbose"]:
-            logger.info("GPFIFOSearcher: fitted on %d observations: %s", n_obs, fm.theta_to_json(self._theta))
+            logger.info("GPFIFOSearcher: fitted on %d observations: %s", n_obs, fm.params_to_json(self._params))
 
     # --- state --------------------------------------------------------------
 
@@ -557,7 +482,7 @@ class GPFIFOSearcher:
             "restrict_configurations": None if self._restrict is None else [dict(e["config"]) for e in self._restrict],
             "random_seed": self._seed,
             "counter": self._counter,
-            "theta": None if self._theta is None else fm.theta_to_json(self._theta),
+            "theta": None if self._params is None else fm.params_to_json(self._params),
             "n_obs_at_fit": self._n_obs_at_fit,
         }
 
@@ -578,7 +503,7 @@ class GPFIFOSearcher:
         if state["restrict_configurations"] is not None:
             clone._restrict = clone._restrict_entries(state["restrict_configurations"])
         clone._counter = int(state["counter"])
-        clone._theta = None if state["theta"] is None else fm.theta_from_json(clone._cfg, state["theta"])
+        clone._params = None if state["theta"] is None else fm.params_from_json(clone._cfg, state["theta"])
         clone._n_obs_at_fit = int(state["n_obs_at_fit"])
         return clone
 
@@ -589,16 +514,3 @@ class GPFIFOSearcher:
     @property
     def mode(self) -> str:
         return self._mode
-
-
-def subsample(criterion: np.ndarray, max_size: int | None, top_fraction: float, rng: np.random.Generator) -> np.ndarray:
-    """Indices of at most ``max_size`` observations: the best ``round(top_fraction * max_size)``
-    (lowest criterion) and the rest drawn at random without replacement; sorted, so the data keep their order."""
-    n = len(criterion)
-    if max_size is None or n <= max_size:
-        return np.arange(n)
-    n_top = min(int(round(top_fraction * max_size)), max_size)
-    order = np.argsort(criterion, kind="stable")
-    top, rest = order[:n_top], order[n_top:]
-    drawn = rng.choice(rest, size=max_size - n_top, replace=False) if max_size > n_top else np.empty(0, int)
-    return np.sort(np.concatenate([top, drawn]).astype(int))
