@@ -180,7 +180,7 @@ class SuccessiveHalving:
         audited = (n < self.grace) | ((self.audit > 0) & ((n + 1) % max(self.audit, 1) == 0))
         keep = jnp.where(audited, n + 1, jnp.maximum(1, (n + 1) // self.eta))
         top = steps >= self.max_steps
-        may_stop = True if prune is None else jnp.asarray(prune)[bracket + rung]
+        may_stop = jnp.ones((), bool) if prune is None else jnp.asarray(prune, bool)[bracket + rung]
         decision = jnp.where(
             ~finite, FAIL, jnp.where(top, COMPLETE, jnp.where((better < keep) | ~may_stop, CONTINUE, STOP))
         )
