@@ -263,3 +263,35 @@ def test_sample_hallucination(key):
 def test_hallucinations_are_hashable_static_configuration():
     for h in (MeanHallucination(), SampleHallucination(), UCBHallucination(), ConstantHallucination(0.5)):
         assert hash(h) == hash(type(h)(**h.__dict__))
+
+
+# --------------------------------------------------------------------------
+# Averages over posterior samples (fantasies of pending evaluations)
+# --------------------------------------------------------------------------
+
+MEANS = np.array([[0.3, -1.2, 2.0], [0.5, -0.2, 1.0]])  # (S=2, m=3)
+STDS = np.array([0.5, 2.0, 0.1])
+BESTS = np.array([[1.0], [0.6]])  # each sample's incumbent
+
+
+@pytest.mark.parametrize("acq", [EI(xi=0.0), PI(), UCB(kappa=1.5)], ids=repr)
+def test_average_over_samples_is_the_mean_of_the_values(acq):
+    got = acq.average_over_samples(_f32(MEANS), _f32(STDS), _f32(BESTS))
+    ref = np.mean([np.asarray(acq(_f32(MEANS[s]), _f32(STDS), float(BESTS[s, 0]))) for s in range(2)], axis=0)
+    assert got.shape == (3,)
+    np.testing.assert_allclose(got, ref, rtol=1e-6)
+
+
+def test_log_ei_average_is_the_log_of_the_mean_ei():
+    ei = np.mean([_ei_ref(MEANS[s], STDS, BESTS[s, 0], 0.0) for s in range(2)], axis=0)  # hand-computed
+    got = LogEI().average_over_samples(_f32(MEANS), _f32(STDS), _f32(BESTS))
+    np.testing.assert_allclose(got, np.log(ei), rtol=1e-5)
+    # Far in the tail, where EI itself underflows, the average stays finite.
+    far = LogEI().average_over_samples(_f32([[-40.0], [-60.0]]), _f32([1.0]), _f32([[0.0], [0.0]]))
+    np.testing.assert_allclose(far, np.logaddexp(_log_h_ref([-40.0]), _log_h_ref([-60.0])) - math.log(2), rtol=1e-5)
+
+
+def test_log_pi_average_is_the_log_of_the_mean_pi():
+    pi = np.mean([stats.norm.cdf((MEANS[s] - BESTS[s, 0] - 0.01) / STDS) for s in range(2)], axis=0)
+    np.testing.assert_allclose(LogPI().average_over_samples(_f32(MEANS), _f32(STDS), _f32(BESTS)), np.log(pi), rtol=1e-5, atol=1e-6)
+

@@ -130,6 +130,31 @@ def test_log_length_scale_has_one_entry_per_unit_cube_dimension():
     assert state.log_length_scale.shape == (3 + 1 + 1,)  # one-hot "opt" has three coordinates
 
 
+def test_the_gp_model_is_the_cores():
+    opt = hx.BayesianSearch.recommended()
+    from hyperoptax import gp
+
+    assert opt.model == gp.GPModel(opt.kernel, opt.prior, opt.jitter, output_warping=True)
+    assert hx.BayesianSearch().model == gp.GPModel(hx.Matern(1.0, nu=0.5), gp.GPPrior(), 1e-6)
+
+
+def test_candidates_are_snapped_onto_the_space():
+    from hyperoptax import spaces as sp
+
+    U = jax.random.uniform(jax.random.key(0), (200, 5))
+    snapped = sp.snap(MIXED, U)
+    # Columns in key order: "layers", an integer in 1..6 (cells of width 1/6), then "opt", one-hot over three
+    # categories, then "rate".
+    layers = np.asarray(snapped[:, 0]) * 6 - 0.5
+    np.testing.assert_allclose(layers, np.round(layers), atol=1e-5)
+    np.testing.assert_array_equal(snapped[:, 1:4].sum(axis=1), 1.0)
+    assert set(np.unique(np.asarray(snapped[:, 1:4]))) == {0.0, 1.0}
+    np.testing.assert_allclose(snapped[:, 4], U[:, 4], atol=1e-6)  # a continuous coordinate stays put
+    np.testing.assert_array_equal(sp.snap(MIXED, snapped), snapped)  # on the space already
+    np.testing.assert_array_equal(sp.sample_unit(MIXED, jax.random.key(1), 50),
+                                  sp.snap(MIXED, jax.random.uniform(jax.random.key(1), (50, 5))))
+
+
 def test_best_params_without_any_success_raises():
     state, opt = hx.BayesianSearch.init(SPACE, n_max=N_MAX, **OPT)
     with pytest.raises(ConfigurationError, match="No successful trial"):
@@ -403,12 +428,13 @@ def test_lbfgs_schedule_refines_or_refits_from_the_center(key, n_before, n_after
     state = state.replace(X=X, y=y, mask=jnp.arange(24) < n_after, log_length_scale=jnp.full(2, 2.0))
     previous = state.replace(mask=jnp.arange(24) < n_before)  # the state before the batch was recorded
     learned = jax.jit(opt._learn)(state, key, previous)
-    z, valid = opt._targets(state)
+    valid = state.succeeded
     U = sp.encode_rows(SPACE, state.X, valid)
     steps = 30 if fresh else 3
+    model = gp.GPModel(opt.kernel, opt.prior, opt.jitter, output_warping=opt.output_warping)
     expected = jax.jit(
-        lambda: gp.fit_hyperparameters(opt.kernel, U, z, valid, state.gp_params, steps, prior=opt.prior,
-                                       jitter=opt.jitter, method="lbfgs", center_start=fresh)
-    )()
+        lambda U, y, valid, init: gp.fit_hyperparameters(model, U, y, valid, init, steps, method="lbfgs",
+                                                         center_start=fresh).gp
+    )(U, jnp.where(valid, state.y, 0.0), valid, gp.ModelParams(state.gp_params))
     np.testing.assert_allclose(learned.log_length_scale, expected.log_length_scale, rtol=1e-5, atol=1e-5)
     np.testing.assert_allclose(learned.log_noise, expected.log_noise, rtol=1e-5, atol=1e-5)

@@ -48,3 +48,9 @@ def test_quickstart(tmp_path):
 def test_pbt():
     out = run("pbt.py")
     assert out.count("steps ") >= 8 and "its schedule:" in out and "replayed alone: accuracy" in out
+
+
+@pytest.mark.slow
+def test_early_stopping():
+    out = run("early_stopping.py")
+    assert "population:" in out and "3 programs compiled" in out and "ask/tell: best" in out

@@ -34,7 +34,10 @@ class _JittedGP:
     neg_log_marginal_likelihood = staticmethod(jax.jit(_gp.neg_log_marginal_likelihood, static_argnums=1))
     neg_log_posterior = staticmethod(jax.jit(_gp.neg_log_posterior, static_argnums=(1, 6)))
     fit_hyperparameters = staticmethod(
-        jax.jit(_gp.fit_hyperparameters, static_argnums=(0, 5), static_argnames=("method", "center_start"))
+        jax.jit(
+            _gp.fit_hyperparameters, static_argnums=(0, 5),
+            static_argnames=("method", "center_start", "n_random_starts"),
+        )
     )
     standardize = staticmethod(jax.jit(_gp.standardize))
 
@@ -42,6 +45,12 @@ class _JittedGP:
 gp = _JittedGP()
 
 KERNEL = Matern(nu=2.5)
+
+
+def fit(kernel, X, y, valid, init, n_steps, **options):
+    """``fit_hyperparameters`` of the plain GP model with ``kernel``, from GP parameters ``init``."""
+    return gp.fit_hyperparameters(_gp.GPModel(kernel), X, y, valid, _gp.ModelParams(init), n_steps, **options).gp
+
 QUIET = gp.GPParams(  # near noise-free: the floor dominates
     log_length_scale=jnp.log(jnp.array([0.3])),
     log_amplitude=jnp.zeros(()),
@@ -218,7 +227,7 @@ def test_duplicated_points_and_constant_targets_give_finite_posterior(kernel):
 def test_fit_on_duplicates_and_constant_targets_stays_finite():
     X = jnp.array([[0.5], [0.5], [0.5], [0.5]])
     z, _, _ = gp.standardize(jnp.full(4, 3.0), jnp.ones(4, bool))
-    params = gp.fit_hyperparameters(KERNEL, X, z, jnp.ones(4, bool), gp.default_params(1), 30)
+    params = fit(KERNEL, X, z, jnp.ones(4, bool), gp.default_params(1), 30)
     assert all(bool(jnp.all(jnp.isfinite(p))) for p in params)
     mean, std = gp.predict(KERNEL, gp.condition(KERNEL, params, X, z, jnp.ones(4, bool)), jnp.array([[0.1], [0.5]]))
     assert bool(jnp.all(jnp.isfinite(mean))) and bool(jnp.all(jnp.isfinite(std)))
@@ -238,7 +247,7 @@ def _gp_draw(length_scale, n=60, seed=0):
 
 
 def _fit(X, y):
-    return gp.fit_hyperparameters(RBF(), X, y, jnp.ones(X.shape[0], bool), gp.default_params(1), 300)
+    return fit(RBF(), X, y, jnp.ones(X.shape[0], bool), gp.default_params(1), 300)
 
 
 @pytest.mark.parametrize("seed", [0, 1])
@@ -258,7 +267,7 @@ def test_fit_lowers_the_map_objective():
     z, _, _ = gp.standardize(y, jnp.ones(30, bool))
     valid = jnp.ones(30, bool)
     init = gp.default_params(1)
-    fitted = gp.fit_hyperparameters(KERNEL, X, z, valid, init, 50)
+    fitted = fit(KERNEL, X, z, valid, init, 50)
     before = gp.neg_log_posterior(init, KERNEL, X, z, valid, 1e-6, gp.GPPrior())
     after = gp.neg_log_posterior(fitted, KERNEL, X, z, valid, 1e-6, gp.GPPrior())
     assert float(after) < float(before)
@@ -270,8 +279,8 @@ def test_lbfgs_fit_recovers_length_scale_and_beats_adam(seed):
     valid = jnp.ones(40, bool)
     z, _, _ = gp.standardize(y, valid)
     objective = lambda p: float(gp.neg_log_posterior(p, RBF(), X, z, valid, 1e-6, gp.GPPrior()))
-    adam = gp.fit_hyperparameters(RBF(), X, z, valid, gp.default_params(1), 60)
-    lbfgs = gp.fit_hyperparameters(RBF(), X, z, valid, gp.default_params(1), 60, method="lbfgs")
+    adam = fit(RBF(), X, z, valid, gp.default_params(1), 60)
+    lbfgs = fit(RBF(), X, z, valid, gp.default_params(1), 60, method="lbfgs")
     assert 0.1 / 2.5 < float(jnp.exp(lbfgs.log_length_scale[0])) < 0.1 * 2.5, lbfgs
     assert objective(lbfgs) <= objective(adam) + 1e-3 * abs(objective(adam))
 
@@ -280,8 +289,8 @@ def test_lbfgs_fit_from_its_own_optimum_stays_there():
     X, y = _gp_draw(0.2, n=30, seed=5)
     valid = jnp.ones(30, bool)
     z, _, _ = gp.standardize(y, valid)
-    fitted = gp.fit_hyperparameters(KERNEL, X, z, valid, gp.default_params(1), 60, method="lbfgs")
-    again = gp.fit_hyperparameters(KERNEL, X, z, valid, fitted, 3, method="lbfgs", center_start=False)
+    fitted = fit(KERNEL, X, z, valid, gp.default_params(1), 60, method="lbfgs")
+    again = fit(KERNEL, X, z, valid, fitted, 3, method="lbfgs", center_start=False)
     for a, b in zip(again, fitted):
         np.testing.assert_allclose(a, b, atol=2e-3)
 
@@ -289,7 +298,7 @@ def test_lbfgs_fit_from_its_own_optimum_stays_there():
 def test_fit_with_zero_steps_returns_init():
     X, y = _data(5)
     init = gp.default_params(1, 0.7)
-    out = gp.fit_hyperparameters(KERNEL, X, y, jnp.ones(5, bool), init, 0)
+    out = fit(KERNEL, X, y, jnp.ones(5, bool), init, 0)
     for a, b in zip(out, init):
         np.testing.assert_array_equal(a, b)
 
@@ -301,8 +310,8 @@ def test_fit_ignores_masked_rows():
     valid = jnp.arange(40) < 30
     X_pad = jnp.concatenate([X, jnp.full((10, 1), 0.5)])
     z_pad = jnp.concatenate([z, jnp.full(10, 9.0)])
-    a = gp.fit_hyperparameters(KERNEL, X, z, jnp.ones(30, bool), gp.default_params(1), 40)
-    b = gp.fit_hyperparameters(KERNEL, X_pad, z_pad, valid, gp.default_params(1), 40)
+    a = fit(KERNEL, X, z, jnp.ones(30, bool), gp.default_params(1), 40)
+    b = fit(KERNEL, X_pad, z_pad, valid, gp.default_params(1), 40)
     for pa, pb in zip(a, b):
         np.testing.assert_allclose(pa, pb, rtol=1e-3, atol=1e-3)
 
@@ -312,3 +321,139 @@ def test_default_params_and_noise_floor():
     assert p.log_length_scale.shape == (3,) and p.log_length_scale.dtype == jnp.float32
     np.testing.assert_allclose(p.log_length_scale, math.log(0.5), rtol=1e-6)
     assert gp.noise_floor(jnp.float32) > gp.noise_floor(jnp.float64) > 0
+
+
+# --------------------------------------------------------------------------
+# The model: data maps, priors, one parameter type, random restarts
+# --------------------------------------------------------------------------
+
+WARPED = _gp.GPModel(KERNEL, warped=(True, False))
+BOXCOX = _gp.GPModel(KERNEL, boxcox=True)
+
+
+@pytest.mark.parametrize("model", [_gp.GPModel(KERNEL), WARPED, BOXCOX, _gp.GPModel(KERNEL, output_warping=True)],
+                         ids=["plain", "warped", "boxcox", "output_warping"])
+def test_fit_returns_model_params_whatever_the_model(model):
+    X, y = _data(12, d=2, seed=11)
+    y = -(2.0 + y)  # Box-Cox needs a positive criterion -y
+    valid = jnp.arange(12) < 10
+    init = model.init_params(2)
+
+    def objective(p):
+        z, log_jacobian = model.targets(p, y, valid)
+        return float(model.objective(p, X, z, valid, log_jacobian))
+
+    for method in ("adam", "lbfgs"):
+        fitted = gp.fit_hyperparameters(model, X, y, valid, init, 20, method=method)
+        assert type(fitted) is _gp.ModelParams and type(fitted.gp) is _gp.GPParams
+        assert (fitted.warp is None) == (model.warped is None) and (fitted.raw_lam is None) != model.boxcox
+        assert all(bool(jnp.all(jnp.isfinite(leaf))) for leaf in jax.tree.leaves(fitted))
+        assert objective(fitted) < objective(init)
+
+
+def test_fit_lowers_the_full_objective_with_warping_and_boxcox():
+    model = _gp.GPModel(KERNEL, warped=(True, True), boxcox=True)
+    X, y = _data(12, d=2, seed=12)
+    y = -jnp.exp(y)
+    valid = jnp.ones(12, bool)
+    init = model.init_params(2)
+
+    def objective(p):
+        z, log_jacobian = model.targets(p, y, valid)
+        return float(model.objective(p, X, z, valid, log_jacobian))
+
+    fitted = gp.fit_hyperparameters(model, X, y, valid, init, 30, method="lbfgs")
+    assert objective(fitted) < objective(init)
+    assert float(fitted.raw_lam) != float(init.raw_lam) and not np.allclose(fitted.warp.raw_a, 0.0)
+
+
+def test_random_restarts_never_end_worse_and_need_a_key():
+    X, y = _gp_draw(0.15, n=25, seed=2)
+    valid = jnp.ones(25, bool)
+    model = _gp.GPModel(KERNEL)
+    init = model.init_params(1)
+
+    def objective(p):
+        return float(model.objective(p, X, model.targets(p, y, valid)[0], valid))
+
+    plain = gp.fit_hyperparameters(model, X, y, valid, init, 10, method="lbfgs")
+    restarted = gp.fit_hyperparameters(model, X, y, valid, init, 10, method="lbfgs", n_random_starts=3,
+                                       key=jax.random.key(0))
+    # The same two starts plus three more, each run on its own: the best can only improve.
+    assert objective(restarted) <= objective(plain)
+    again = gp.fit_hyperparameters(model, X, y, valid, init, 10, method="lbfgs", n_random_starts=3,
+                                   key=jax.random.key(0))
+    for a, b in zip(jax.tree.leaves(restarted), jax.tree.leaves(again)):
+        np.testing.assert_array_equal(a, b)
+    with pytest.raises(ValueError, match="needs a PRNG key"):
+        _gp.fit_hyperparameters(model, X, y, valid, init, 10, n_random_starts=2)
+
+
+def test_random_starts_spread_around_unit_length_scales():
+    starts = _gp._random_starts(WARPED, jax.random.key(1), 4000, 2, jnp.float32)
+    assert starts.gp.log_length_scale.shape == (4000, 2) and starts.warp.raw_a.shape == (4000, 2)
+    np.testing.assert_allclose(jnp.std(starts.gp.log_length_scale, axis=0), 1.0, rtol=0.05)
+    np.testing.assert_allclose(jnp.std(starts.gp.log_amplitude), 0.5, rtol=0.05)
+    np.testing.assert_array_equal(starts.gp.log_noise, -8.0)
+    np.testing.assert_array_equal(starts.warp.raw_a, 0.0)  # the identity warp
+
+
+@pytest.mark.parametrize("init", [_gp.default_params(2), _gp.ModelParams(_gp.default_params(2))],
+                         ids=["bare GPParams", "no warp"])
+def test_parameters_that_do_not_fit_the_model_are_refused(init):
+    X, y = _data(4, d=2)
+    with pytest.raises(ValueError, match="model.init_params"):
+        _gp.fit_hyperparameters(WARPED, X, y, jnp.ones(4, bool), init, 5)
+
+
+def test_a_kernel_in_place_of_the_model_is_refused_with_the_fix():
+    X, y = _data(4, d=2)
+    with pytest.raises(ValueError, match=r"GPModel\(kernel, prior, jitter\)"):
+        _gp.fit_hyperparameters(KERNEL, X, y, jnp.ones(4, bool), _gp.default_params(2), 5)
+
+
+def test_boxcox_targets_and_their_log_jacobian():
+    from hyperoptax import boxcox
+
+    criterion = jnp.array([0.5, 2.0, 7.0, 1.0, 99.0])
+    valid = jnp.array([True, True, True, True, False])
+    params = BOXCOX.init_params(1)._replace(raw_lam=jnp.float32(boxcox.raw_from_lam(0.5)))
+    z, log_jacobian = BOXCOX.targets(params, -criterion, valid)
+    t = (np.sqrt(np.array([0.5, 2.0, 7.0, 1.0])) - 1.0) / 0.5
+    ref_z = -(t - t.mean()) / t.std()
+    np.testing.assert_allclose(z[:4], ref_z, rtol=1e-4, atol=1e-5)
+    assert float(z[4]) == 0.0
+    # log |dz/dc| = (λ - 1) Σ log c - n log(scale)
+    ref = -0.5 * np.log([0.5, 2.0, 7.0, 1.0]).sum() - 4 * math.log(t.std())
+    np.testing.assert_allclose(log_jacobian, ref, rtol=1e-4)
+
+
+def test_output_warping_compresses_then_standardizes():
+    y = jnp.array([0.0, -1.0, -50.0, 0.5, 0.2, 3.0])
+    valid = jnp.array([True, True, True, True, True, False])
+    z, log_jacobian = _gp.GPModel(KERNEL, output_warping=True).targets(None, y, valid)
+    ref, _, _ = gp.standardize(_gp.compress_tail(y, valid), valid)
+    np.testing.assert_allclose(z, ref, rtol=1e-6)
+    assert float(log_jacobian) == 0.0
+
+
+def test_warped_objective_is_the_gp_posterior_of_warped_inputs_with_the_warp_prior():
+    from hyperoptax import warping
+
+    X, y = _data(8, d=2, seed=13)
+    valid = jnp.ones(8, bool)
+    params = WARPED.init_params(2)._replace(warp=warping.WarpParams(jnp.array([0.7, 0.3]), jnp.array([-0.4, 0.9])))
+    z, _ = WARPED.targets(params, y, valid)
+    flags = jnp.array([True, False])
+    ref = _gp.neg_log_posterior(params.gp, KERNEL, warping.warp(params.warp, X, flags), z, valid, 1e-6, _gp.GPPrior())
+    ref = ref - warping.log_prior(params.warp, flags)
+    np.testing.assert_allclose(WARPED.objective(params, X, z, valid), ref, rtol=1e-6)
+
+
+@pytest.mark.parametrize("d", [1, 4, 9])
+def test_sqrt_d_prior_has_its_mode_at_the_cube_diagonal(d):
+    prior = _gp.SQRT_D_PRIOR
+    at = lambda ls: _gp.default_params(d, ls)
+    grad = jax.grad(lambda p: prior.log_prob(p))(at(math.sqrt(d)))
+    np.testing.assert_allclose(grad.log_length_scale, 0.0, atol=1e-6)
+    assert float(prior.log_prob(at(math.sqrt(d)))) > float(prior.log_prob(at(2 * math.sqrt(d))))

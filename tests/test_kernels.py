@@ -11,7 +11,7 @@ import pytest
 
 from hyperoptax import RBF, Matern
 from hyperoptax.errors import ConfigurationError
-from hyperoptax.kernels import BaseKernel, Product, Sum
+from hyperoptax.kernels import BaseKernel, Product, Subset, Sum
 
 pytestmark = pytest.mark.usefixtures("strict_promotion")
 
@@ -199,7 +199,11 @@ def test_smooth_kernel_gradient_matches_finite_difference(nu):
 
 @pytest.mark.parametrize(
     "kernel",
-    ALL_KERNELS + [Matern(length_scale=(0.3, 2.0, 0.7), nu=2.5), Matern(nu=1.5) + RBF(), Matern(nu=2.5) * RBF(0.5)],
+    ALL_KERNELS + [
+        Matern(length_scale=(0.3, 2.0, 0.7), nu=2.5), Matern(nu=1.5) + RBF(), Matern(nu=2.5) * RBF(0.5),
+        Subset(Matern(nu=2.5), (0, 2)), Subset(Matern(nu=2.5), (1, 2), tied=True),
+        Subset(Matern(nu=2.5), (0,), tied=True) * Subset(Matern(nu=2.5), (1, 2)),  # transfer learning's
+    ],
     ids=repr,
 )
 def test_matrix_fast_path_equals_the_pairwise_definition(kernel):
@@ -214,3 +218,30 @@ def test_matrix_fast_path_equals_the_pairwise_definition(kernel):
     np.testing.assert_allclose(kernel(X1, X2), BaseKernel.__call__(kernel, X1, X2), rtol=1e-6, atol=1e-7)
     grad = lambda f: jax.grad(lambda ls: jnp.sum(f(ls) * X1[:, :1]))(ls)
     np.testing.assert_allclose(grad(fast), grad(pairwise), rtol=1e-5, atol=1e-6)
+
+
+def test_subset_kernel_sees_only_its_coordinates():
+    X1 = jax.random.uniform(jax.random.key(3), (6, 4))
+    X2 = jax.random.uniform(jax.random.key(4), (3, 4))
+    ls = jnp.array([0.2, 0.5, 0.9, 1.7])
+    k = Matern(nu=2.5)
+    i13, i20 = np.array([1, 3]), np.array([2, 0])
+    np.testing.assert_allclose(Subset(k, (1, 3))(X1, X2, ls), k(X1[:, i13], X2[:, i13], ls[i13]), rtol=1e-6)
+    # Tied: one length scale, the first of its dims', for all of them (no ARD).
+    np.testing.assert_allclose(Subset(k, (2, 0), tied=True)(X1, X2, ls), k(X1[:, i20], X2[:, i20], 0.9), rtol=1e-6)
+    # The other coordinates change nothing.
+    moved = X2.at[:, 0].add(5.0).at[:, 2].add(-3.0)
+    np.testing.assert_allclose(Subset(k, (1, 3))(X1, moved, ls), Subset(k, (1, 3))(X1, X2, ls), rtol=1e-6)
+    assert hash(Subset(k, (1, 3))) == hash(Subset(Matern(nu=2.5), (1, 3)))
+
+
+def test_subset_matern52_matches_its_textbook_formula():
+    # The kernel of GPFIFOSearcher's "matern52-noard" and transfer learning, written out.
+    x, y = jnp.array([0.1, 0.4, 0.8]), jnp.array([0.3, 0.1, 0.2])
+    ls = jnp.array([0.5, 0.3, 2.0])
+    r = math.sqrt(((0.1 - 0.3) / 0.5) ** 2 + ((0.8 - 0.2) / 0.5) ** 2)  # dims (0, 2), tied to dim 0's 0.5
+    expected = (1 + math.sqrt(5) * r + 5 * r**2 / 3) * math.exp(-math.sqrt(5) * r)
+    kernel = Subset(Matern(nu=2.5), (0, 2), tied=True)
+    np.testing.assert_allclose(kernel.evaluate(x, y, ls), expected, rtol=1e-6)
+    np.testing.assert_allclose(kernel(x[None], y[None], ls)[0, 0], expected, rtol=1e-6)
+

@@ -18,9 +18,10 @@ from jax.scipy.stats import norm
 import hyperoptax as hx
 from hyperoptax import boxcox as bc
 from hyperoptax import fifo_model as fm
-from hyperoptax import gp, warping
+from hyperoptax import gp, kernels, warping
 from hyperoptax.errors import ConfigurationError
-from hyperoptax.searchers import DEFAULT_OPTIONS, GPFIFOSearcher, subsample
+from hyperoptax.fifo_model import subsample
+from hyperoptax.searchers import DEFAULT_OPTIONS, GPFIFOSearcher
 
 SPACE = {"x": hx.LinearSpace(-5.0, 10.0), "y": hx.LogSpace(1e-2, 10.0)}
 FINITE = {"n": hx.QLinearSpace(0, 3), "opt": hx.DiscreteSpace(["adam", "sgd"])}
@@ -190,13 +191,15 @@ def test_fantasized_ei_is_the_average_over_samples():
     s = GPFIFOSearcher({"a": hx.LinearSpace(0.0, 1.0), "b": hx.LinearSpace(0.0, 1.0)}, "loss", num_fantasy_samples=7)
     cfg = s._cfg
     X, c, valid, Xp, pmask = _model_inputs()
-    theta = fm.default_theta(cfg)
-    theta["gp"] = theta["gp"]._replace(log_length_scale=jnp.log(jnp.array([0.3, 0.5])), log_noise=jnp.array(-4.0))
-    fant = FANTASIZE(cfg, theta, X, c, valid, Xp, pmask, jax.random.PRNGKey(3))
+    defaults = fm.default_params(cfg)
+    model_params = defaults._replace(
+        gp=defaults.gp._replace(log_length_scale=jnp.log(jnp.array([0.3, 0.5])), log_noise=jnp.array(-4.0))
+    )
+    fant = FANTASIZE(cfg, model_params, X, c, valid, Xp, pmask, jax.random.PRNGKey(3))
     U = jax.random.uniform(jax.random.PRNGKey(4), (5, 2))
     got = ACQ(cfg, fant, U)
 
-    params = theta["gp"]
+    params = model_params.gp
     z, _, _ = gp.standardize(-c, valid)  # minimized criterion -> maximized target
     X_all = jnp.concatenate([X, Xp])
     valid_all = jnp.concatenate([valid, pmask])
@@ -206,8 +209,8 @@ def test_fantasized_ei_is_the_average_over_samples():
     assert draws.shape == (7, 3) and float(jnp.std(draws, axis=0).min()) > 0  # distinct samples
     eis = []
     for s_ in range(7):
-        post = gp.condition(cfg.kernel, params, X_all, jnp.where(valid_all, targets[s_], 0.0), valid_all)
-        mean, std = gp.predict(cfg.kernel, post, U)
+        post = gp.condition(cfg.model.kernel, params, X_all, jnp.where(valid_all, targets[s_], 0.0), valid_all)
+        mean, std = gp.predict(cfg.model.kernel, post, U)
         best = max(float(z[valid].max()), float(draws[s_].max()))
         a = mean - best
         eis.append(a * norm.cdf(a / std) + std * norm.pdf(a / std))
@@ -215,9 +218,9 @@ def test_fantasized_ei_is_the_average_over_samples():
 
     # logei: log of the same average; lcb: average of mean + kappa * std.
     import dataclasses
-    log_cfg = dataclasses.replace(cfg, acq_function="logei")
+    log_cfg = dataclasses.replace(cfg, acquisition=hx.LogEI(xi=0.0))
     np.testing.assert_allclose(ACQ(log_cfg, fant, U), np.log(np.mean(eis, axis=0)), rtol=1e-3)
-    lcb_cfg = dataclasses.replace(cfg, acq_function="lcb", kappa=2.0)
+    lcb_cfg = dataclasses.replace(cfg, acquisition=hx.UCB(kappa=2.0))
     means, std = fm._per_sample(cfg, fant, U)
     np.testing.assert_allclose(ACQ(lcb_cfg, fant, U), means.mean(0) + 2.0 * std, rtol=1e-5)
 
@@ -226,13 +229,13 @@ def test_fantasy_draws_follow_the_joint_posterior():
     s = GPFIFOSearcher({"a": hx.LinearSpace(0.0, 1.0), "b": hx.LinearSpace(0.0, 1.0)}, "loss",
                        num_fantasy_samples=4000)
     X, c, valid, Xp, pmask = _model_inputs(n_pending=2)
-    theta = fm.default_theta(s._cfg)
-    fant = FANTASIZE(s._cfg, theta, X, c, valid, Xp, pmask, jax.random.PRNGKey(0))
-    draws = (fant.residuals + theta["gp"].mean)[:, 16:18]
+    model_params = fm.default_params(s._cfg)
+    fant = FANTASIZE(s._cfg, model_params, X, c, valid, Xp, pmask, jax.random.PRNGKey(0))
+    draws = (fant.residuals + model_params.gp.mean)[:, 16:18]
     z, _, _ = gp.standardize(-c, valid)
-    post = gp.condition(s._cfg.kernel, theta["gp"], X, z, valid)
-    mean, cov = gp.predict_joint(s._cfg.kernel, post, Xp[:2])
-    cov = cov + (jnp.exp(theta["gp"].log_noise) + gp.noise_floor(cov.dtype) + 1e-6) * jnp.eye(2)
+    post = gp.condition(s._cfg.model.kernel, model_params.gp, X, z, valid)
+    mean, cov = gp.predict_joint(s._cfg.model.kernel, post, Xp[:2])
+    cov = cov + (jnp.exp(model_params.gp.log_noise) + gp.noise_floor(cov.dtype) + 1e-6) * jnp.eye(2)
     np.testing.assert_allclose(draws.mean(0), mean, atol=4 * float(jnp.sqrt(cov.max() / 4000)) + 1e-3)
     np.testing.assert_allclose(np.cov(np.asarray(draws).T), cov, atol=0.1 * float(cov.max()) + 1e-4)
 
@@ -245,11 +248,11 @@ def test_thompson_scores_average_one_draw_per_fantasy_sample():
                        num_fantasy_samples=n_samples)
     cfg = s._cfg
     X, c, valid, Xp, pmask = _model_inputs()
-    theta = fm.default_theta(cfg)
+    model_params = fm.default_params(cfg)
     U = jax.random.uniform(jax.random.PRNGKey(5), (4000, 2))
     score = jax.jit(fm.initial_scores, static_argnums=0)
     for pending, variance in ((pmask, 1.0 / n_samples), (jnp.zeros_like(pmask), 1.0)):
-        fant = FANTASIZE(cfg, theta, X, c, valid, Xp, pending, jax.random.PRNGKey(3))
+        fant = FANTASIZE(cfg, model_params, X, c, valid, Xp, pending, jax.random.PRNGKey(3))
         means, std = fm._per_sample(cfg, fant, U)
         eps = (score(cfg, fant, U, jax.random.PRNGKey(6), jnp.any(pending)) - means.mean(0)) / std
         assert float(jnp.mean(eps)) == pytest.approx(0.0, abs=5 * math.sqrt(variance / 4000))
@@ -277,7 +280,7 @@ def test_the_model_computes_in_float64_and_leaves_the_global_flag_alone():
     x64_before = jax.config.jax_enable_x64
     s = GPFIFOSearcher(SPACE, "loss", **MAIN)
     run(s, 6, branin_like)
-    assert s._theta["gp"].log_length_scale.dtype == np.float64
+    assert s._params.gp.log_length_scale.dtype == np.float64
     assert jax.config.jax_enable_x64 == x64_before
 
 
@@ -291,6 +294,48 @@ def test_state_roundtrip_through_json_gives_the_same_next_suggestion():
     assert clone.get_config(trial_id=101) == s.get_config(trial_id=101)
     # The model phase was reached, so GP parameters are part of the state.
     assert state["theta"] is not None
+
+
+# get_state()["theta"] as GPFIFOSearcher wrote it before its parameters became a NamedTuple (input warping
+# and Box-Cox on): the format is the contract.
+THETA_JSON = (
+    '{"gp": [[-1.0250991301725267, 0.3493521528752973], 0.1398701121559836, -12.003969819172188, '
+    '-0.18169961347213534], "lam": 0.8573065441294773, "warp": [[0.5037353517179308, -0.008877419106044202], '
+    '[0.977218957098495, -0.13712591648345837]]}'
+)
+
+
+def test_model_parameters_keep_their_json_format_exactly():
+    s = GPFIFOSearcher(SPACE, "loss", input_warping=True, boxcox_transform=True, random_seed=0)
+    state = json.loads(json.dumps(s.get_state()))
+    state["theta"], state["n_obs_at_fit"] = json.loads(THETA_JSON), 4
+    clone = s.clone_from_state(state)
+    params = clone._params
+    assert params.gp.log_length_scale.dtype == np.float64
+    assert float(params.raw_lam) == 0.8573065441294773 and float(params.warp.raw_b[1]) == -0.13712591648345837
+    assert json.dumps(clone.get_state()["theta"]) == THETA_JSON
+    plain = GPFIFOSearcher(SPACE, "loss", random_seed=0)
+    theta = {"gp": json.loads(THETA_JSON)["gp"]}
+    with jax.enable_x64(True):  # as the searcher computes
+        assert fm.params_to_json(fm.params_from_json(plain._cfg, theta)) == theta
+
+
+def test_options_become_core_acquisitions_and_kernels():
+    assert GPFIFOSearcher(SPACE, "l")._cfg.acquisition == hx.EI(xi=0.0)
+    assert GPFIFOSearcher(SPACE, "l", acq_function="logei")._cfg.acquisition == hx.LogEI(xi=0.0)
+    assert GPFIFOSearcher(SPACE, "l", acq_function="lcb")._cfg.acquisition == hx.UCB(kappa=1.0)
+    lcb = GPFIFOSearcher(SPACE, "l", acq_function="lcb", acq_function_kwargs={"kappa": 2.5})
+    assert lcb._cfg.acquisition == hx.UCB(kappa=2.5)
+    model = GPFIFOSearcher(SPACE, "l")._cfg.model
+    assert model.kernel == hx.Matern(nu=2.5) and model.prior == gp.SQRT_D_PRIOR
+    assert GPFIFOSearcher(SPACE, "l", gp_base_kernel="matern52-noard")._cfg.model.kernel == kernels.Subset(
+        hx.Matern(nu=2.5), (0, 1), tied=True
+    )
+    space = {"task": hx.DiscreteSpace(["a", "b", "c"]), "x": hx.LinearSpace(0.0, 1.0)}
+    tl = GPFIFOSearcher(space, "l", transfer_learning_task_attr="task", transfer_learning_active_task="b")
+    assert tl._cfg.model.kernel == kernels.Product(
+        kernels.Subset(hx.Matern(nu=2.5), (0, 1, 2), tied=True), kernels.Subset(hx.Matern(nu=2.5), (3,))
+    )
 
 
 def test_state_roundtrip_in_the_initial_phase_and_with_points():
@@ -310,7 +355,7 @@ def test_failed_and_nonfinite_results_are_never_data_but_count_as_initial():
     s.evaluation_failed(2)
     assert [t["status"] for t in s._trials.values()] == ["failed"] * 3
     # Initial phase is over (3 trials), but no data: still random, never the GP.
-    assert s.get_config(trial_id=3) is not None and s._theta is None
+    assert s.get_config(trial_id=3) is not None and s._params is None
     s.on_trial_result(3, None, {"loss": 1.0})
     X, crit = s._model_data(jax.random.PRNGKey(0), [t for t in s._trials.values() if t["status"] == "observed"])
     assert crit.tolist() == [1.0]
@@ -400,7 +445,7 @@ def test_transfer_learning_proposes_only_active_task_configs(model):
         s.on_trial_result(f"old-{i}", cfg, {"loss": (cfg["x"] - 3) ** 2 + cfg["k"]})
     objective = lambda c: (c["x"] - 3.5) ** 2 + c["k"]
     suggested, _ = run(s, 8, objective, n_pending=1)
-    assert len(suggested) == 8 and s._theta is not None
+    assert len(suggested) == 8 and s._params is not None
     for c in suggested:
         assert c["task"] == "new" and 2.0 <= c["x"] <= 5.0 and 2 <= c["k"] <= 4, c
 
@@ -424,10 +469,10 @@ def test_warping_and_boxcox_are_fitted_in_the_loop():
     objective = lambda c: 1.0 / (1.0 + branin_like(c) ** 2)  # accuracy-like, in (0, 1]
     suggested, _ = run(s, 12, objective, n_pending=2, metric="acc")
     assert len(suggested) == 12
-    theta = s._theta
+    params = s._params
     with jax.enable_x64(True):  # the searcher's parameters are float64
-        lam = float(bc.lam_from_raw(theta["lam"]))
-        a, b = warping.shapes(theta["warp"])
+        lam = float(bc.lam_from_raw(params.raw_lam))
+        a, b = warping.shapes(params.warp)
     assert bc.LOWER < lam < bc.UPPER and np.all(np.isfinite(a)) and np.all(np.isfinite(b))
     assert lam != pytest.approx(1.0, abs=1e-4) or not np.allclose(a, 1.0)  # something was learned
     with pytest.raises(ConfigurationError, match="positive criterion"):

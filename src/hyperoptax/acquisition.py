@@ -28,6 +28,7 @@ __all__ = [
     "PI",
     "EI",
     "LogEI",
+    "LogPI",
     "UCB",
     "ThompsonSampling",
     "BaseHallucination",
@@ -45,6 +46,16 @@ class BaseAcquisition:
 
     def __call__(self, mean: jax.Array, std: jax.Array, y_max=None, key=None) -> jax.Array:
         raise NotImplementedError
+
+    def average_over_samples(self, means: jax.Array, std: jax.Array, y_max, key=None) -> jax.Array:
+        """The acquisition averaged over posterior samples (fantasies of pending evaluations).
+
+        ``means (S, m)`` holds one posterior mean per sample, ``std (m,)`` the
+        shared standard deviation, ``y_max (S, 1)`` each sample's incumbent.
+        Returns ``(m,)``: the mean of the values (the log of their mean for the
+        log-scale acquisitions).
+        """
+        return jnp.mean(self(means, std, y_max, key), axis=0)
 
     @staticmethod
     def _resolve_y_max(mean, y_max):
@@ -119,6 +130,11 @@ def log_h(z: jax.Array) -> jax.Array:
     return jnp.where(upper, direct, jnp.where(middle, tail, asymptote))
 
 
+def _log_mean_exp(values):
+    """``log(mean(exp(values), axis=0))`` without overflow or underflow."""
+    return jax.nn.logsumexp(values, axis=0) - math.log(values.shape[0])
+
+
 @dataclass(frozen=True)
 class LogEI(BaseAcquisition):
     """Logarithm of expected improvement, computed stably (Ament et al. 2023).
@@ -134,6 +150,9 @@ class LogEI(BaseAcquisition):
         z = (mean - self.xi - self._resolve_y_max(mean, y_max)) / std
         return log_h(z) + jnp.log(std)
 
+    def average_over_samples(self, means, std, y_max, key=None):
+        return _log_mean_exp(self(means, std, y_max, key))
+
 
 @dataclass(frozen=True)
 class LogPI(BaseAcquisition):
@@ -143,6 +162,9 @@ class LogPI(BaseAcquisition):
 
     def __call__(self, mean, std, y_max=None, key=None):
         return log_ndtr((mean - self.xi - self._resolve_y_max(mean, y_max)) / std)
+
+    def average_over_samples(self, means, std, y_max, key=None):
+        return _log_mean_exp(self(means, std, y_max, key))
 
 
 @dataclass(frozen=True)

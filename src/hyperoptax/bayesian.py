@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-import math
 
 import jax
 import jax.numpy as jnp
@@ -51,7 +50,9 @@ class BayesianSearchState(OptimizerState):
         log_length_scale: per-dimension ARD length scales in log space, shape
             ``(n_dims,)`` -- one per unit-cube coordinate, which is ``n_params``
             unless the space has string categories (one-hot: one per category).
-            Tuned by Adam each iteration.
+            Fitted after every update (MAP, :func:`hyperoptax.gp.fit_hyperparameters`)
+            by Adam, or by L-BFGS with ``hparam_optimizer="lbfgs"`` (the
+            recommended preset's choice).
         log_amplitude, log_noise, mean: the other fitted GP hyperparameters
             (signal variance, noise variance above the floor, constant mean), in
             standardized target units.
@@ -65,6 +66,10 @@ class BayesianSearchState(OptimizerState):
     @property
     def gp_params(self) -> gp.GPParams:
         return gp.GPParams(self.log_length_scale, self.log_amplitude, self.log_noise, self.mean)
+
+    @property
+    def model_params(self) -> gp.ModelParams:
+        return gp.ModelParams(self.gp_params)
 
 
 def _default_kernel():
@@ -179,26 +184,33 @@ class BayesianSearch(Optimizer):
 
     # --- the GP in the unit cube -------------------------------------------
 
+    @property
+    def model(self) -> gp.GPModel:
+        """The GP model of the core this search fits and conditions."""
+        return gp.GPModel(self.kernel, self.prior, self.jitter, output_warping=self.output_warping)
+
+    def _results(self, state):
+        """Maximized results (0 where failed) and the mask of usable rows."""
+        valid = state.succeeded
+        return jnp.where(valid, state.y if self.maximize else -state.y, 0.0), valid
+
     def _targets(self, state):
         """Standardized, maximized targets and the mask of usable rows."""
-        valid = state.succeeded
-        y = jnp.where(valid, state.y if self.maximize else -state.y, 0.0)
-        if self.output_warping:
-            y = gp.compress_tail(y, valid)
-        z, _, _ = gp.standardize(y, valid)
+        y, valid = self._results(state)
+        z, _ = self.model.targets(state.model_params, y, valid)
         return z, valid
 
     def _learn(self, state, key, previous):
         if self.n_hparam_steps == 0:
             return state
-        z, valid = self._targets(state)
+        y, valid = self._results(state)
         U = sp.encode_rows(state.space, state.X, valid)
 
         def fit(center_start, n_steps=self.n_hparam_steps):
             return gp.fit_hyperparameters(
-                self.kernel, U, z, valid, state.gp_params, n_steps, prior=self.prior,
-                jitter=self.jitter, method=self.hparam_optimizer, center_start=center_start,
-            )
+                self.model, U, y, valid, state.model_params, n_steps,
+                method=self.hparam_optimizer, center_start=center_start,
+            ).gp
 
         if self.hparam_optimizer == "adam":
             params = fit(True)
@@ -245,7 +257,7 @@ class BayesianSearch(Optimizer):
         posterior = gp.condition(self.kernel, state.gp_params, U, z, valid, self.jitter)
         y_best = jnp.max(jnp.where(valid, z, -jnp.inf))
         first_free = state.mask.sum()
-        snap = lambda V: sp.encode(space, sp.decode(space, V))
+        snap = lambda V: sp.snap(space, V)
 
         def fill_slot(carry, j):
             posterior, y_best, chosen, key = carry

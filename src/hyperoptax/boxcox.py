@@ -4,7 +4,8 @@
 ``λ`` by marginal likelihood compares densities of *different* transformed
 data, so the log-Jacobian ``(λ - 1) Σ log y`` must be added to the GP's log
 likelihood; :func:`log_jacobian` provides it. ``λ`` is learned unconstrained:
-``raw`` maps into ``(LOWER, UPPER)`` through a scaled sigmoid.
+``raw`` maps into ``(LOWER, UPPER)`` through a scaled sigmoid, under a weak
+Gaussian prior centered on ``λ = 1`` (:func:`log_prior`).
 """
 
 from __future__ import annotations
@@ -14,9 +15,10 @@ import math
 import jax
 import jax.numpy as jnp
 
-__all__ = ["boxcox", "boxcox_inverse", "log_jacobian", "lam_from_raw", "raw_from_lam"]
+__all__ = ["boxcox", "boxcox_inverse", "log_jacobian", "lam_from_raw", "raw_from_lam", "log_prior"]
 
 LOWER, UPPER = -1.0, 2.0
+PRIOR_SCALE = 2.0  # of the unconstrained parameter: a weak prior
 # Below this |λ| the second-order expansion around log y is exact to float precision.
 _SMALL = 1e-4
 
@@ -54,3 +56,8 @@ def raw_from_lam(lam: float) -> float:
     """Inverse of :func:`lam_from_raw` (a float, for initial values)."""
     p = (lam - LOWER) / (UPPER - LOWER)
     return math.log(p / (1.0 - p))
+
+
+def log_prior(raw):
+    """Gaussian log prior (up to a constant) of the unconstrained ``raw``, centered on ``λ = 1``."""
+    return -0.5 * ((raw - raw_from_lam(1.0)) / PRIOR_SCALE) ** 2

@@ -1,9 +1,11 @@
-"""The model step of :class:`~hyperoptax.GPFIFOSearcher`: pure, jitted functions.
+"""The model step of :class:`~hyperoptax.GPFIFOSearcher`: its configuration and pure, jitted functions.
 
 The searcher keeps its trials in Python; every number crunched here comes in
 as fixed-size, padded arrays, so a whole search compiles each function once
-per (data bucket, pending bucket) pair. All GP work is done by
-:mod:`hyperoptax.gp` (fit, condition, predict, joint samples).
+per (data bucket, pending bucket) pair. All GP work is done by the core,
+:mod:`hyperoptax.gp` (model, priors, fit with random restarts, conditioning,
+joint samples), :mod:`hyperoptax.acquisition` (the acquisition and its average
+over fantasies) and :mod:`hyperoptax.acqopt` (the local climb).
 
 Three coordinate systems:
 
@@ -16,15 +18,14 @@ Three coordinate systems:
   task coordinates;
 * the *kernel inputs*: model-cube points after (optional) Kumaraswamy warping.
 
-Targets: the searcher *minimizes* its criterion ``c``; the GP maximizes, so it
-is given ``-boxcox(c)`` (or ``-c``) standardized over the valid rows.
+Targets: the searcher *minimizes* its criterion ``c``; the GP maximizes, so the
+model is given ``-c`` (Box-Cox, where enabled, transforms ``c`` itself).
 """
 
 from __future__ import annotations
 
 import dataclasses
 import functools
-import math
 from typing import NamedTuple
 
 import jax
@@ -32,43 +33,34 @@ import jax.numpy as jnp
 import numpy as np
 from jax.scipy.linalg import cho_solve
 
-from hyperoptax import acqopt, gp, kernels, warping
+from hyperoptax import acqopt, gp, kernels
 from hyperoptax import acquisition as acq
-from hyperoptax import boxcox as bc
 from hyperoptax import spaces as sp
+from hyperoptax.errors import ConfigurationError
 
-__all__ = ["SubsetMatern52", "ModelConfig", "Fantasies"]
-
-_LAM_PRIOR_SCALE = 2.0  # weak Gaussian prior on Box-Cox's unconstrained parameter
-
-# Length scales: log-normal with median sqrt(D), the diagonal of the unit cube,
-# and scale 1. The core's default (Hvarfner et al.'s, median 4.1 sqrt(D)) suits
-# a global acquisition search; here one local EI climb starts from a Thompson
-# pick, and on such smooth, nearly polynomial fits it ran to the faces of the
-# cube. Async benchmark, 30 seeds, median regret: Hartmann-6 0.72 -> 0.28,
-# Camel 0.0098 -> 0.0076, Branin 2.9e-4 -> 2.0e-4, Hartmann-3 6.1e-4 -> 1.6e-4.
-PRIOR = gp.GPPrior(length_scale_loc=0.0, length_scale_scale=1.0)
-
-
-@dataclasses.dataclass(frozen=True)
-class SubsetMatern52(kernels.BaseKernel):
-    """Matérn-5/2 on the coordinates ``dims`` only; ``tied`` shares one length scale (no ARD).
-
-    The GP passes one length scale per coordinate; a tied kernel reads the
-    first of its dims. Products of these give Syne Tune's transfer-learning
-    kernel (Matérn on the task one-hot, times ARD Matérn on the rest).
-    """
-
-    dims: tuple
-    tied: bool = False
-
-    def evaluate(self, x, y, length_scale=None):
-        idx = np.asarray(self.dims, dtype=np.int32)
-        ls = jnp.ones(x.shape[-1], x.dtype) if length_scale is None else jnp.broadcast_to(length_scale, x.shape)
-        ls = ls[idx]
-        if self.tied:
-            ls = ls[0]
-        return kernels.Matern(nu=2.5).evaluate(x[idx], y[idx], ls)
+__all__ = [
+    "ACQUISITIONS",
+    "ModelConfig",
+    "Fantasies",
+    "model_config",
+    "subsample",
+    "default_params",
+    "params_to_json",
+    "params_from_json",
+    "embed",
+    "unembed",
+    "snap",
+    "sample_candidates",
+    "decode",
+    "encode",
+    "canonical",
+    "fit",
+    "fantasize",
+    "acquisition_value",
+    "initial_scores",
+    "propose",
+    "refine",
+]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -76,24 +68,123 @@ class ModelConfig:
     """Static (hashable) configuration of the model step; equal configs share compilations."""
 
     space: tuple  # Space leaves of the model (full) config space
-    kernel: kernels.BaseKernel
+    model: gp.GPModel  # kernel, priors, input warping, Box-Cox
     lo: tuple  # (D,) search box in the model cube
     hi: tuple
-    warped: tuple | None  # (D,) coordinates to warp; None: no input warping
-    boxcox: bool
-    acq_function: str
-    kappa: float
+    acquisition: acq.BaseAcquisition  # EI, LogEI or UCB, averaged over fantasy samples
     initial_scoring: str
     num_fantasy_samples: int
     opt_nstarts: int
     opt_maxiter: int
     local_steps: int
-    jitter: float = 1e-6
-    prior: gp.GPPrior = PRIOR
 
     @property
     def n_dims(self) -> int:
         return len(self.lo)
+
+
+_LOCAL_STEPS = 20  # L-BFGS steps of the local acquisition optimization
+
+# Syne Tune's acq_function names: the core's acquisition made from acq_function_kwargs, and the kwargs it takes.
+ACQUISITIONS = {
+    "ei": (lambda: acq.EI(xi=0.0), ()),
+    "logei": (lambda: acq.LogEI(xi=0.0), ()),
+    "lcb": (lambda kappa=1.0: acq.UCB(kappa=float(kappa)), ("kappa",)),
+}
+
+
+def model_config(names: list, leaves: tuple, options: dict, resource: sp.Space | None = None) -> ModelConfig:
+    """The model of a searcher over ``leaves`` (named ``names``) with (checked) ``options``.
+
+    ``matern52-ard`` is Matérn-5/2 with one length scale per coordinate,
+    ``matern52-noard`` one shared length scale. With transfer learning the
+    task's one-hot coordinates get their own (tied) Matérn-5/2, multiplied in
+    (``matern52_product``) or left out (``matern52_same``).
+
+    ``resource`` (multi-fidelity, MOBSTER-style): a space of the resource (training steps, epochs), the
+    model's last input; the search box fixes it at its top, so new configurations are proposed where they
+    count, at the full resource.
+    """
+    lo, hi = _search_box(names, leaves, options)
+    if resource is not None:
+        leaves = (*leaves, resource)
+        lo, hi = np.append(lo, 1.0), np.append(hi, 1.0)
+    dims = np.arange(len(lo))
+    task_dims = np.zeros(len(lo), bool)
+    tl = options["transfer_learning_task_attr"]
+    start = 0
+    for name, leaf in zip(names, leaves):
+        if name == tl:
+            task_dims[start : start + leaf.n_dims] = True
+        start += leaf.n_dims
+    matern = kernels.Matern(nu=2.5)
+    tied = options["gp_base_kernel"] == "matern52-noard"
+    if tl is None:
+        kernel = kernels.Subset(matern, tuple(dims.tolist()), tied=True) if tied else matern
+    else:
+        kernel = kernels.Subset(matern, tuple(dims[~task_dims].tolist()), tied=tied)
+        if options["transfer_learning_model"] == "matern52_product":
+            kernel = kernels.Product(kernels.Subset(matern, tuple(dims[task_dims].tolist()), tied=True), kernel)
+    warped = tuple((~sp.categorical_dims(leaves)).tolist()) if options["input_warping"] else None
+    model = gp.GPModel(kernel, prior=gp.SQRT_D_PRIOR, warped=warped, boxcox=bool(options["boxcox_transform"]))
+    make_acquisition, _ = ACQUISITIONS[options["acq_function"]]
+    acquisition = make_acquisition(**(options["acq_function_kwargs"] or {}))
+    return ModelConfig(
+        space=leaves, model=model, lo=tuple(lo), hi=tuple(hi), acquisition=acquisition,
+        initial_scoring=options["initial_scoring"], num_fantasy_samples=int(options["num_fantasy_samples"]),
+        opt_nstarts=int(options["opt_nstarts"]), opt_maxiter=int(options["opt_maxiter"]),
+        local_steps=0 if options["skip_local_optimization"] else _LOCAL_STEPS,
+    )
+
+
+def _search_box(names, leaves, o):
+    """Where new configurations come from, as a box in the model cube (transfer learning narrows it)."""
+    tl, active = o["transfer_learning_task_attr"], o["transfer_learning_active_config_space"]
+    lo, hi = [], []
+    for name, leaf in zip(names, leaves):
+        if name == tl:
+            onehot = [float(v == o["transfer_learning_active_task"]) for v in leaf.values]
+            lo += onehot
+            hi += onehot
+            continue
+        sub = (active or {}).get(name, leaf)
+        if sub == leaf:
+            lo += [0.0] * leaf.n_dims
+            hi += [1.0] * leaf.n_dims
+        elif isinstance(leaf, sp.DiscreteSpace) and leaf.is_categorical and isinstance(sub, sp.DiscreteSpace) \
+                and set(sub.values) <= set(leaf.values):
+            keep = [float(v in sub.values) for v in leaf.values]
+            lo += [0.0] * leaf.n_dims
+            hi += keep
+        elif type(sub) is type(leaf) and isinstance(leaf, sp.LinearSpace):
+            f0, f1 = leaf._edges()
+            a0, a1 = sub._edges()
+            if a0 < f0 - 1e-9 or a1 > f1 + 1e-9:
+                raise ConfigurationError(
+                    f"transfer_learning_active_config_space[{name!r}] = {sub!r} is not inside config_space's "
+                    f"{leaf!r}. config_space must cover every task's ranges."
+                )
+            lo.append((a0 - f0) / (f1 - f0))
+            hi.append((a1 - f0) / (f1 - f0))
+        else:
+            raise ConfigurationError(
+                f"transfer_learning_active_config_space[{name!r}] = {sub!r} must be the same kind of space as "
+                f"config_space's {leaf!r} (a narrower range, or a subset of the categories)."
+            )
+    return np.asarray(lo), np.asarray(hi)
+
+
+def subsample(criterion: np.ndarray, max_size: int | None, top_fraction: float, rng: np.random.Generator) -> np.ndarray:
+    """Indices of at most ``max_size`` observations: the best ``round(top_fraction * max_size)``
+    (lowest criterion) and the rest drawn at random without replacement; sorted, so the data keep their order."""
+    n = len(criterion)
+    if max_size is None or n <= max_size:
+        return np.arange(n)
+    n_top = min(int(round(top_fraction * max_size)), max_size)
+    order = np.argsort(criterion, kind="stable")
+    top, rest = order[:n_top], order[n_top:]
+    drawn = rng.choice(rest, size=max_size - n_top, replace=False) if max_size > n_top else np.empty(0, int)
+    return np.sort(np.concatenate([top, drawn]).astype(int))
 
 
 class Fantasies(NamedTuple):
@@ -108,73 +199,42 @@ class Fantasies(NamedTuple):
     residuals: jax.Array
     alphas: jax.Array
     y_best: jax.Array
-    theta: dict
+    params: gp.ModelParams
 
 
 # --- parameters -------------------------------------------------------------
 
 
-def default_theta(cfg: ModelConfig, dtype=None) -> dict:
-    """GP hyperparameters plus the identity warp and ``λ = 1`` where enabled."""
-    dtype = dtype or jnp.zeros(()).dtype
-    theta = {"gp": gp.default_params(cfg.n_dims, 1.0, dtype)}
-    theta.update(_default_aux(cfg, dtype))
-    return theta
+def default_params(cfg: ModelConfig, dtype=None) -> gp.ModelParams:
+    """GP hyperparameters at their defaults, the identity warp and ``λ = 1`` where enabled."""
+    return cfg.model.init_params(cfg.n_dims, 1.0, dtype)
 
 
-def _default_aux(cfg, dtype):
-    aux = {}
-    if cfg.warped is not None:
-        aux["warp"] = warping.identity_params(cfg.n_dims, dtype)
-    if cfg.boxcox:
-        aux["lam"] = jnp.asarray(bc.raw_from_lam(1.0), dtype)
-    return aux
-
-
-def theta_to_json(theta: dict) -> dict:
-    return jax.tree.map(lambda a: np.asarray(a).tolist(), theta, is_leaf=lambda x: isinstance(x, jax.Array))
-
-
-def theta_from_json(cfg: ModelConfig, data: dict) -> dict:
-    """Inverse of :func:`theta_to_json` (exact: float32 values survive a trip through float64)."""
-    template = default_theta(cfg)
-    rebuild = lambda cls, values, like: cls(*(jnp.asarray(v, t.dtype).reshape(t.shape) for v, t in zip(values, like)))
-    theta = {"gp": rebuild(gp.GPParams, data["gp"], template["gp"])}
-    if "warp" in template:
-        theta["warp"] = rebuild(warping.WarpParams, data["warp"], template["warp"])
-    if "lam" in template:
-        theta["lam"] = jnp.asarray(data["lam"], template["lam"].dtype)
-    return theta
-
-
-# --- data -> kernel inputs and GP targets -----------------------------------
-
-
-def _inputs(cfg, aux, X):
-    if cfg.warped is None:
-        return X
-    return warping.warp(aux["warp"], X, jnp.asarray(cfg.warped))
-
-
-def _targets(cfg, aux, c, valid):
-    """Standardized, maximized GP targets from the criterion, and the log-Jacobian."""
-    if not cfg.boxcox:
-        z, _, _ = gp.standardize(-jnp.where(valid, c, 0.0), valid)
-        return z, jnp.zeros((), c.dtype)
-    lam = bc.lam_from_raw(aux["lam"])
-    c_safe = jnp.where(valid, c, 1.0)
-    z, _, scale = gp.standardize(-bc.boxcox(c_safe, lam), valid)
-    log_jac = bc.log_jacobian(c_safe, lam, valid) - valid.sum() * jnp.log(scale)
-    return z, log_jac
-
-
-def _aux_log_prior(cfg, aux):
-    out = 0.0
-    if cfg.warped is not None:
-        out = out + warping.log_prior(aux["warp"], jnp.asarray(cfg.warped))
-    if cfg.boxcox:
-        out = out - 0.5 * ((aux["lam"] - bc.raw_from_lam(1.0)) / _LAM_PRIOR_SCALE) ** 2
+def params_to_json(params: gp.ModelParams) -> dict:
+    """``{"gp": [...], "lam": ..., "warp": [...]}`` (the entries in use) as plain JSON types."""
+    to_list = lambda a: np.asarray(a).tolist()
+    out = {"gp": [to_list(a) for a in params.gp]}
+    if params.raw_lam is not None:
+        out["lam"] = to_list(params.raw_lam)
+    if params.warp is not None:
+        out["warp"] = [to_list(a) for a in params.warp]
     return out
+
+
+def params_from_json(cfg: ModelConfig, data: dict) -> gp.ModelParams:
+    """Inverse of :func:`params_to_json` (exact: float32 values survive a trip through float64)."""
+    template = default_params(cfg)
+    rebuild = lambda values, like: type(like)(
+        *(jnp.asarray(v, t.dtype).reshape(t.shape) for v, t in zip(values, like))
+    )
+    return gp.ModelParams(
+        gp=rebuild(data["gp"], template.gp),
+        raw_lam=None if template.raw_lam is None else jnp.asarray(data["lam"], template.raw_lam.dtype),
+        warp=None if template.warp is None else rebuild(data["warp"], template.warp),
+    )
+
+
+# --- search cube <-> model cube ---------------------------------------------
 
 
 def embed(cfg, U):
@@ -183,12 +243,16 @@ def embed(cfg, U):
     return lo + U * (hi - lo)
 
 
-def snap(cfg, U):
-    """Move search-cube points onto the space (integers, categories, fixed coordinates)."""
-    lo, hi = jnp.asarray(cfg.lo, U.dtype), jnp.asarray(cfg.hi, U.dtype)
-    X = sp.encode(cfg.space, sp.decode(cfg.space, embed(cfg, U)))
+def unembed(cfg, X):
+    """Model cube -> search cube (clipped onto it; 0 on the coordinates the box fixes)."""
+    lo, hi = jnp.asarray(cfg.lo, X.dtype), jnp.asarray(cfg.hi, X.dtype)
     width = hi - lo
     return jnp.where(width > 0, jnp.clip((X - lo) / jnp.where(width > 0, width, 1.0), 0.0, 1.0), 0.0)
+
+
+def snap(cfg, U):
+    """Move search-cube points onto the space (integers, categories, fixed coordinates)."""
+    return unembed(cfg, sp.snap(cfg.space, embed(cfg, U)))
 
 
 # --- jitted entry points ----------------------------------------------------
@@ -219,93 +283,56 @@ def canonical(cfg: ModelConfig, V):
 
 
 @functools.partial(jax.jit, static_argnums=0)
-def fit(cfg: ModelConfig, theta: dict, X, c, valid, key) -> dict:
-    """MAP fit of all model parameters (from ``theta`` and the prior center, plus random restarts).
+def fit(cfg: ModelConfig, params: gp.ModelParams, X, c, valid, key) -> gp.ModelParams:
+    """MAP fit of all model parameters from ``params``, the prior's center and ``opt_nstarts - 2`` random starts.
 
     As in Syne Tune, each start runs L-BFGS for at most ``opt_maxiter`` iterations.
     """
-    dtype = c.dtype
-    aux0 = {k: v for k, v in theta.items() if k != "gp"}
-    n_extra = max(cfg.opt_nstarts - 2, 0)
-    extra = None
-    if n_extra:
-        base = gp.default_params(cfg.n_dims, 1.0, dtype)
-        k1, k2 = jax.random.split(key)
-        extra = gp.GPParams(
-            log_length_scale=base.log_length_scale + jax.random.normal(k1, (n_extra, cfg.n_dims), dtype),
-            log_amplitude=jnp.broadcast_to(base.log_amplitude, (n_extra,)) + 0.5 * jax.random.normal(k2, (n_extra,), dtype),
-            log_noise=jnp.broadcast_to(base.log_noise, (n_extra,)),
-            mean=jnp.zeros((n_extra,), dtype),
-        )
-    if not aux0:
-        z, _ = _targets(cfg, {}, c, valid)
-        params = gp.fit_hyperparameters(
-            cfg.kernel, X, z, valid, theta["gp"], cfg.opt_maxiter, prior=cfg.prior, jitter=cfg.jitter,
-            method="lbfgs", extra_starts=extra,
-        )
-        return {"gp": params}
-
-    def transform(aux, X, c, valid):
-        z, log_jac = _targets(cfg, aux, c, valid)
-        return _inputs(cfg, aux, X), z, log_jac + _aux_log_prior(cfg, aux)
-
-    center_aux = _default_aux(cfg, dtype)
-    if extra is not None:
-        extra = (extra, jax.tree.map(lambda a: jnp.broadcast_to(a, (n_extra, *a.shape)), center_aux))
-    params, aux = gp.fit_hyperparameters(
-        cfg.kernel, X, c, valid, theta["gp"], cfg.opt_maxiter, prior=cfg.prior, jitter=cfg.jitter,
-        method="lbfgs", extra_starts=extra, transform=transform, transform_init=aux0, transform_center=center_aux,
+    return gp.fit_hyperparameters(
+        cfg.model, X, -c, valid, params, cfg.opt_maxiter, method="lbfgs",
+        n_random_starts=max(cfg.opt_nstarts - 2, 0), key=key,
     )
-    return {"gp": params, **aux}
 
 
-def fantasize(cfg: ModelConfig, theta: dict, X, c, valid, X_pending, pending, key) -> Fantasies:
+def fantasize(cfg: ModelConfig, params: gp.ModelParams, X, c, valid, X_pending, pending, key) -> Fantasies:
     """Condition on the data and ``S`` joint posterior draws of the pending targets."""
-    aux = {k: v for k, v in theta.items() if k != "gp"}
-    params = theta["gp"]
-    z, _ = _targets(cfg, aux, c, valid)
-    X_all = _inputs(cfg, aux, jnp.concatenate([X, X_pending]))
+    model, hyper = cfg.model, params.gp
+    z, _ = model.targets(params, -c, valid)
+    X_all = model.inputs(params, jnp.concatenate([X, X_pending]))
     n_pending = X_pending.shape[0]
     z_all = jnp.concatenate([z, jnp.zeros(n_pending, z.dtype)])
     valid_data = jnp.concatenate([valid, jnp.zeros(n_pending, bool)])
     valid_all = jnp.concatenate([valid, pending])
-    on_data = gp.condition(cfg.kernel, params, X_all, z_all, valid_data, cfg.jitter)
-    draws = gp.sample_joint(cfg.kernel, on_data, X_all[-n_pending:], key, cfg.num_fantasy_samples, cfg.jitter)
+    on_data = gp.condition(model.kernel, hyper, X_all, z_all, valid_data, model.jitter)
+    draws = gp.sample_joint(model.kernel, on_data, X_all[-n_pending:], key, cfg.num_fantasy_samples, model.jitter)
     draws = jnp.where(pending, draws, 0.0)
     S = cfg.num_fantasy_samples
     targets = jnp.concatenate([jnp.broadcast_to(z, (S, z.shape[0])), draws], axis=1)
-    posterior = gp.condition(cfg.kernel, params, X_all, targets[0], valid_all, cfg.jitter)
-    residuals = jnp.where(valid_all, targets - params.mean, 0.0)
+    posterior = gp.condition(model.kernel, hyper, X_all, targets[0], valid_all, model.jitter)
+    residuals = jnp.where(valid_all, targets - hyper.mean, 0.0)
     alphas = cho_solve((posterior.L, True), residuals.T).T
     y_best = jnp.max(jnp.where(valid_all, targets, -jnp.inf), axis=1)
-    return Fantasies(posterior, residuals, alphas, y_best, theta)
+    return Fantasies(posterior, residuals, alphas, y_best, params)
 
 
 def _per_sample(cfg, fant: Fantasies, U):
     """Posterior means ``(S, m)`` and the shared std ``(m,)`` at search-cube points."""
-    aux = {k: v for k, v in fant.theta.items() if k != "gp"}
-    Xs = _inputs(cfg, aux, embed(cfg, U))
+    Xs = cfg.model.inputs(fant.params, embed(cfg, U))
     post = fant.posterior
-    one = lambda r, a: gp.predict(cfg.kernel, post._replace(residual=r, alpha=a), Xs)
+    one = lambda r, a: gp.predict(cfg.model.kernel, post._replace(residual=r, alpha=a), Xs)
     means, stds = jax.vmap(one, out_axes=(0, None))(fant.residuals, fant.alphas)
     return means, stds
 
 
 def acquisition_value(cfg: ModelConfig, fant: Fantasies, U):
-    """The acquisition averaged over fantasy samples (higher is better), ``(m,)``.
+    """``cfg.acquisition`` averaged over the fantasy samples (higher is better), ``(m,)``.
 
-    ``ei``: mean of EI; ``logei``: log of the mean of EI (computed stably);
-    ``lcb``: mean of ``-(lower confidence bound)`` of the criterion, i.e. the
-    GP's ``mean + kappa * std``.
+    EI: the mean of EI; LogEI: the log of that mean (computed stably); UCB: the
+    mean of ``mean + kappa * std``, i.e. of minus Syne Tune's lower confidence
+    bound of the criterion.
     """
     means, std = _per_sample(cfg, fant, U)
-    y_best = fant.y_best[:, None]
-    if cfg.acq_function == "ei":
-        return jnp.mean(acq.EI(xi=0.0)(means, std, y_best), axis=0)
-    if cfg.acq_function == "logei":
-        log_ei = acq.LogEI(xi=0.0)(means, std, y_best)
-        return jax.nn.logsumexp(log_ei, axis=0) - math.log(means.shape[0])
-    return jnp.mean(acq.UCB(kappa=cfg.kappa)(means, std, y_best), axis=0)
+    return cfg.acquisition.average_over_samples(means, std, fant.y_best[:, None])
 
 
 def initial_scores(cfg: ModelConfig, fant: Fantasies, U, key, any_pending):
@@ -325,10 +352,10 @@ def initial_scores(cfg: ModelConfig, fant: Fantasies, U, key, any_pending):
 
 
 @functools.partial(jax.jit, static_argnums=0)
-def propose(cfg: ModelConfig, theta: dict, X, c, valid, X_pending, pending, U, key):
+def propose(cfg: ModelConfig, params: gp.ModelParams, X, c, valid, X_pending, pending, U, key):
     """:func:`fantasize` and :func:`initial_scores` of the candidates ``U`` in one compiled step."""
     k_fant, k_score = jax.random.split(key)
-    fant = fantasize(cfg, theta, X, c, valid, X_pending, pending, k_fant)
+    fant = fantasize(cfg, params, X, c, valid, X_pending, pending, k_fant)
     return fant, initial_scores(cfg, fant, U, k_score, jnp.any(pending))
 
 
@@ -341,7 +368,7 @@ def refine(cfg: ModelConfig, fant: Fantasies, u0):
     standard deviations in float32, 39 in float64, which the searcher uses) and
     L-BFGS could not leave the Thompson-sampled start.
     """
-    if cfg.acq_function == "ei":
-        cfg = dataclasses.replace(cfg, acq_function="logei")
+    if type(cfg.acquisition) is acq.EI:
+        cfg = dataclasses.replace(cfg, acquisition=acq.LogEI(xi=cfg.acquisition.xi))
     score = lambda U: acquisition_value(cfg, fant, U)
     return acqopt.maximize(score, u0[None], 1, cfg.local_steps, lambda U: snap(cfg, U))

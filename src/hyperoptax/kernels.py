@@ -5,6 +5,8 @@ and ``__call__`` vmaps it over two sets of points. Kernels are frozen
 dataclasses (hashable, safe to close over in jitted code) and compose with
 ``+`` and ``*``. Stationary kernels take per-dimension (ARD) length scales and
 an amplitude; the GP fits both, passing fitted values in at call time.
+:class:`Subset` restricts a kernel to some coordinates (Syne Tune's
+transfer-learning kernel is a product of two of them).
 """
 
 from __future__ import annotations
@@ -15,10 +17,11 @@ from dataclasses import dataclass
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 from hyperoptax.errors import ConfigurationError
 
-__all__ = ["BaseKernel", "Matern", "RBF", "Sum", "Product"]
+__all__ = ["BaseKernel", "Matern", "RBF", "Subset", "Sum", "Product"]
 
 
 def _safe_sqrt(r2):
@@ -127,6 +130,36 @@ class Matern(_Stationary):
             return (1.0 + s) * jnp.exp(-s)
         s = math.sqrt(5.0) * r
         return (1.0 + s + s**2 / 3.0) * jnp.exp(-s)
+
+
+@dataclass(frozen=True)
+class Subset(BaseKernel):
+    """``base`` on the coordinates ``dims`` only; ``tied`` shares one length scale over them (no ARD).
+
+    The GP passes one length scale per coordinate of the full input; a tied
+    kernel reads the first of its ``dims``. ``Subset(Matern(nu=2.5), dims)``
+    times a tied ``Subset`` on a task's one-hot coordinates is Syne Tune's
+    transfer-learning kernel. The Gram matrix takes the base kernel's fast path.
+    """
+
+    base: BaseKernel
+    dims: tuple
+    tied: bool = False
+
+    def _select(self, length_scale, n_dims, dtype):
+        if length_scale is None:
+            return None
+        idx = np.asarray(self.dims, dtype=np.int32)
+        ls = jnp.broadcast_to(jnp.asarray(length_scale, dtype), (n_dims,))[idx]
+        return ls[0] if self.tied else ls
+
+    def evaluate(self, x, y, length_scale=None):
+        idx = np.asarray(self.dims, dtype=np.int32)
+        return self.base.evaluate(x[idx], y[idx], self._select(length_scale, x.shape[-1], x.dtype))
+
+    def __call__(self, X1, X2, length_scale=None):
+        idx = np.asarray(self.dims, dtype=np.int32)
+        return self.base(X1[:, idx], X2[:, idx], self._select(length_scale, X1.shape[-1], X1.dtype))
 
 
 @dataclass(frozen=True)

@@ -50,6 +50,7 @@ __all__ = [
     "encode",
     "decode",
     "encode_rows",
+    "snap",
     "sample_unit",
     "flatten_params",
     "unflatten_params",
@@ -516,10 +517,18 @@ def decode(space, U: jax.Array) -> jax.Array:
     return X.reshape(*U.shape[:-1], X.shape[-1])
 
 
-def sample_unit(space, key: jax.Array, n: int) -> jax.Array:
-    """``n`` uniform unit-cube points, snapped so they decode and re-encode exactly."""
-    U = jax.random.uniform(key, (n, n_dims(space)))
+def snap(space, U: jax.Array) -> jax.Array:
+    """Unit-cube points moved onto the space: the encoding of what they decode to.
+
+    Integers and categories land on their cells' coordinates and every
+    coordinate in ``[0, 1]``, so a snapped point decodes and re-encodes exactly.
+    """
     return encode(space, decode(space, U))
+
+
+def sample_unit(space, key: jax.Array, n: int) -> jax.Array:
+    """``n`` uniform unit-cube points, snapped (:func:`snap`)."""
+    return snap(space, jax.random.uniform(key, (n, n_dims(space))))
 
 
 def flatten_params(space, params) -> jax.Array:

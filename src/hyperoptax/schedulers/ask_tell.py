@@ -29,7 +29,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from hyperoptax.errors import ConfigurationError
+from hyperoptax.errors import ConfigurationError, check_positive_int
+from hyperoptax.schedulers import trust
 from hyperoptax.schedulers.refills import make_refills
 from hyperoptax.schedulers.successive_halving import CONTINUE, DECISIONS, RungState, SuccessiveHalving
 
@@ -57,8 +58,8 @@ class Decision(NamedTuple):
 
 
 @functools.partial(jax.jit, static_argnums=0)
-def _report(rule, state, bracket, steps, metric):
-    return rule.report(state, bracket, steps, metric)
+def _report(rule, state, bracket, steps, metric, prune):
+    return rule.report(state, bracket, steps, metric, prune)
 
 
 @functools.partial(jax.jit, static_argnums=0)
@@ -75,11 +76,23 @@ class Scheduler:
         max_steps, min_steps, eta, n_brackets, maximize: see :class:`SuccessiveHalving`.
         seed: seeds the brackets and the refills.
         capacity: trials each rung table holds (more are counted, and ranked against the first ``capacity``).
+        min_pairs, max_loss: when a rung's metrics mislead (:mod:`hyperoptax.schedulers.trust`): the first
+            ``min_pairs`` trials to reach a rung continue whatever their rank (the rule's ``grace``), so that
+            some trials are ranked at two rungs without a selection in between; once ``min_pairs`` trials have
+            reported at a rung and at the next, and the rung's selection of them would have lost the winners
+            at the next rung (a loss above ``max_loss``), the rung stops no trial (checked again at every
+            report). After the first ``min_pairs``, every ``audit``-th trial to reach a rung (default
+            ``eta**2``) continues too, so the evidence keeps coming. ``min_pairs=0`` is plain ASHA: the rungs
+            always stop, nothing is audited.
     """
 
     def __init__(self, refills, *, max_steps: int, min_steps: int | None = None, eta: int = 3,
-                 n_brackets: int = 1, maximize: bool = True, seed: int = 0, capacity: int = 1024):
-        self.rule = SuccessiveHalving(max_steps, min_steps, eta, n_brackets, maximize)
+                 n_brackets: int = 1, maximize: bool = True, seed: int = 0, capacity: int = 1024,
+                 min_pairs: int = trust.MIN_PAIRS, max_loss: float = trust.MAX_LOSS, audit: int | None = None):
+        check_positive_int("min_pairs", min_pairs, minimum=0)
+        audit = (eta * eta if min_pairs else 0) if audit is None else audit
+        self.rule = SuccessiveHalving(max_steps, min_steps, eta, n_brackets, maximize, grace=min_pairs, audit=audit)
+        self.min_pairs, self.max_loss = min_pairs, float(max_loss)
         self.refills = make_refills(refills, capacity=capacity)
         self.key = jax.random.key(seed)
         self.rungs: RungState = self.rule.init(capacity)
@@ -120,7 +133,7 @@ class Scheduler:
                 f"Trial {trial_id} reported {steps} steps after it had already reported {record['steps']}: "
                 f"report the total number of steps it has trained."
             )
-        self.rungs, code = _report(self.rule, self.rungs, record["bracket"], steps, metric)
+        self.rungs, code = _report(self.rule, self.rungs, record["bracket"], steps, metric, self.prune())
         action = DECISIONS[int(code)]
         finite = metric if math.isfinite(metric) else None
         record["curve"].append([steps, finite])
@@ -133,6 +146,18 @@ class Scheduler:
         record["status"] = _STATUS_OF[action]
         self.refills.finish(trial_id)
         return Decision(action, None)
+
+    def links(self) -> list[trust.Link]:
+        """The evidence between successive rungs (bracket 0's levels), from every trial's curve."""
+        curves = ({s: m for s, m in t["curve"] if m is not None} for t in self.trials.values())
+        return trust.links(curves, self.rule.levels(0), self.rule.eta, self.rule.maximize)
+
+    def prune(self) -> np.ndarray:
+        """Which levels of bracket 0 may stop trials now: all but those whose metrics mislead."""
+        if self.min_pairs == 0:
+            return np.ones(self.rule.n_rungs, bool)
+        misleading = [trust.misleading(link, self.min_pairs, self.max_loss) for link in self.links()]
+        return np.asarray([not m for m in misleading] + [True])
 
     def stop(self, trial_id) -> None:
         """End a running trial without a decision (e.g. the budget ran out): it is ``stopped``."""

@@ -14,9 +14,11 @@ How each learns from the rungs:
 
 * :class:`RandomRefills` does not: every configuration is a fresh uniform draw (Hyperband's own proposals).
 * :class:`OptimizerRefills` wraps a ``BayesianSearch`` (or ``RandomSearch``) BOHB-style (Falkner et al.
-  2018): the GP is fitted to the observations of the highest rung that has at least ``min_points`` of them,
-  and proposes a batch, of which the first ones are used. Running trials are not fantasized; the batch's
-  own believer keeps one refill batch diverse.
+  2018): the GP is fitted to the observations of one rung, and proposes a batch, of which the first ones are
+  used. The rung: the lowest one with at least ``min_points`` observations whose metrics rank like the top
+  rung's (:func:`hyperoptax.schedulers.trust.trusted_levels`: more data, the same ranking); without such
+  evidence BOHB's own choice, the highest rung with ``min_points``. Running trials are not fantasized; the
+  batch's own believer keeps one refill batch diverse.
 * :class:`SearcherRefills` wraps a :class:`~hyperoptax.GPFIFOSearcher` with ``resource_attr`` set,
   MOBSTER-style (Klein et al. 2020): every rung's metric is an observation at ``(config, steps)``, the GP
   takes the resource as an input, proposes at ``max_steps``, and fantasizes the running trials there.
@@ -30,6 +32,7 @@ import numpy as np
 
 from hyperoptax import spaces as sp
 from hyperoptax.errors import ConfigurationError, check_positive_int
+from hyperoptax.schedulers import trust
 
 __all__ = ["RandomRefills", "OptimizerRefills", "SearcherRefills", "make_refills"]
 
@@ -79,27 +82,43 @@ class OptimizerRefills:
         space: a dict of Spaces.
         capacity: the GP's buffer size (``n_max``): the most observations one rung can hold.
         min_points: observations a rung needs before its model is used (default: the dimension + 2).
+        eta: the scheduler's reduction factor (a rung's selection keeps the top ``1/eta``).
         **options: the optimizer's options (``n_parallel`` is the most configurations one call proposes).
     """
 
-    def __init__(self, optimizer_cls, space: dict, capacity: int, min_points: int | None = None, **options):
+    def __init__(self, optimizer_cls, space: dict, capacity: int, min_points: int | None = None, eta: int = 3,
+                 **options):
         check_positive_int("capacity", capacity)
+        self.eta = eta
         self.space = space
         self.empty, self.optimizer = optimizer_cls.init(space, n_max=capacity, **options)
         self.min_points = sp.n_dims(space) + 2 if min_points is None else min_points
         check_positive_int("min_points", self.min_points)
         self.observations = []  # [trial, steps, metric, stored values]
 
-    def _rung_state(self):
-        """The buffers filled with the observations of the highest rung with ``min_points`` successes."""
-        by_steps = {}
-        for trial, steps, metric, values in self.observations:
+    def model_level(self):
+        """The rung (steps) the model stands on, or None while no rung has ``min_points`` observations."""
+        by_steps, curves = {}, {}
+        for trial, steps, metric, _ in self.observations:
             if np.isfinite(metric):
-                by_steps.setdefault(steps, []).append((values, metric))
-        usable = [s for s, rows in by_steps.items() if len(rows) >= self.min_points]
+                by_steps[steps] = by_steps.get(steps, 0) + 1
+                curves.setdefault(trial, {})[steps] = metric
+        usable = sorted(s for s, n in by_steps.items() if n >= self.min_points)
         if not usable:
             return None
-        rows = by_steps[max(usable)][-self.empty.X.shape[0]:]  # the newest, if a rung outgrew the buffer
+        ranked_alike = set(trust.trusted_levels(trust.links(curves.values(), sorted(by_steps), self.eta,
+                                                            self.optimizer.maximize)))
+        alike = [s for s in usable if s in ranked_alike]
+        return alike[0] if alike else usable[-1]
+
+    def _rung_state(self):
+        """The buffers filled with the observations of :meth:`model_level`."""
+        level = self.model_level()
+        if level is None:
+            return None
+        rows = [(values, metric) for _, steps, metric, values in self.observations
+                if steps == level and np.isfinite(metric)]
+        rows = rows[-self.empty.X.shape[0]:]  # the newest, if a rung outgrew the buffer
         n = len(rows)
         X = self.empty.X.at[:n].set(jnp.asarray(np.stack([r[0] for r in rows]), self.empty.X.dtype))
         y = self.empty.y.at[:n].set(jnp.asarray([r[1] for r in rows], self.empty.y.dtype))

@@ -7,7 +7,7 @@ variant of ASHA, Li et al. 2020; Ray Tune's ``AsyncHyperBandScheduler``): a tria
 *continues* if it ranks within the top ``1/eta`` of all metrics recorded at that rung so far, itself
 included -- precisely, if at most ``max(1, n // eta) - 1`` recorded metrics are strictly better than its own,
 ``n`` counting it -- and *stops* otherwise; at ``max_steps`` it *completes*. The first trial at a rung always
-continues. A failed metric (NaN/inf) stops the trial and is not recorded, so it never lowers the bar.
+continues, and so do the first ``grace`` ones and every ``audit``-th after them (see :mod:`.trust`). A failed metric (NaN/inf) stops the trial and is not recorded, so it never lowers the bar.
 
 Hyperband (``n_brackets > 1``) runs brackets that start at ``min_steps * eta**b``: bracket ``0`` is ASHA
 itself, later ones skip its first rungs (with ``n_brackets = s_max + 1`` the last one trains every trial to the
@@ -61,6 +61,11 @@ class SuccessiveHalving:
         eta: reduction factor: a rung keeps the top ``1/eta``; rungs are ``eta`` times apart.
         n_brackets: 1 for ASHA; more for Hyperband (at most ``s_max + 1``, see :attr:`s_max`).
         maximize: whether a higher metric is better.
+        grace: the first ``grace`` trials to reach each rung continue whatever their rank (0 in plain ASHA):
+            a sample of trials ranked at two rungs without a selection in between, which is what tells
+            whether a rung's ranking can be trusted (:mod:`hyperoptax.schedulers.trust`).
+        audit: after those, every ``audit``-th trial to reach a rung continues whatever its rank (0: none),
+            so the evidence keeps coming from trials the search proposes later.
     """
 
     max_steps: int
@@ -68,6 +73,8 @@ class SuccessiveHalving:
     eta: int = 3
     n_brackets: int = 1
     maximize: bool = True
+    grace: int = 0
+    audit: int = 0
 
     def __post_init__(self):
         check_positive_int("max_steps", self.max_steps)
@@ -89,6 +96,8 @@ class SuccessiveHalving:
             )
         if not isinstance(self.maximize, (bool, np.bool_)):
             raise ConfigurationError(f"maximize must be True or False, got {self.maximize!r}.")
+        check_positive_int("grace", self.grace, minimum=0)
+        check_positive_int("audit", self.audit, minimum=0)
 
     # --- the rung table -----------------------------------------------------
 
@@ -151,10 +160,12 @@ class SuccessiveHalving:
         above = jnp.where((table > steps) | (table == self.max_steps), table, self.max_steps + 1)
         return jnp.minimum(jnp.min(above), self.max_steps)
 
-    def report(self, state: RungState, bracket, steps, metric):
+    def report(self, state: RungState, bracket, steps, metric, prune=None):
         """A trial of ``bracket`` has trained ``steps`` steps and scored ``metric``: ``(state, decision)``.
 
-        Off its bracket's rung levels the decision is CONTINUE and nothing is recorded.
+        Off its bracket's rung levels the decision is CONTINUE and nothing is recorded. ``prune``, a bool per
+        level of bracket 0 (default all True), says which levels may stop trials (see
+        :mod:`hyperoptax.schedulers.trust`); a level that may not still records the metric.
         """
         table = jnp.asarray(self._table())[bracket]
         at = table == steps
@@ -166,10 +177,12 @@ class SuccessiveHalving:
         capacity = state.values.shape[-1]
         recorded = jnp.arange(capacity) < jnp.minimum(n, capacity)
         better = jnp.sum(recorded & (state.values[bracket, rung] > value))
-        keep = jnp.maximum(1, (n + 1) // self.eta)
+        audited = (n < self.grace) | ((self.audit > 0) & ((n + 1) % max(self.audit, 1) == 0))
+        keep = jnp.where(audited, n + 1, jnp.maximum(1, (n + 1) // self.eta))
         top = steps >= self.max_steps
+        may_stop = jnp.ones((), bool) if prune is None else jnp.asarray(prune, bool)[bracket + rung]
         decision = jnp.where(
-            ~finite, FAIL, jnp.where(top, COMPLETE, jnp.where(better < keep, CONTINUE, STOP))
+            ~finite, FAIL, jnp.where(top, COMPLETE, jnp.where((better < keep) | ~may_stop, CONTINUE, STOP))
         )
         decision = jnp.where(jnp.any(at) | ~finite, decision, CONTINUE).astype(jnp.int32)
         write = jnp.any(at) & finite

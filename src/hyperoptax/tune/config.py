@@ -21,7 +21,7 @@ from hyperoptax.errors import ConfigurationError, check_choice, closest
 
 __all__ = [
     "default_config", "load_config", "apply_overrides", "validate_config", "check_task", "config_json",
-    "n_iterations_of", "successive_halving", "pbt_rule", "TUNABLE", "STATIC", "SYNTHETIC_ARITY",
+    "n_iterations_of", "successive_halving", "pbt_rule", "training_steps", "TUNABLE", "STATIC", "SYNTHETIC_ARITY",
 ]
 
 _FREE_FORM = ("search.space", "search.options")  # groups whose keys the user chooses
@@ -144,6 +144,14 @@ def validate_config(config) -> None:
         successive_halving(config)
 
 
+def training_steps(config) -> int:
+    """How many steps a trial trains at most: ``scheduler.max_steps`` under a scheduler (when set), else
+    ``training.n_steps``; learning-rate schedules decay over it."""
+    if config.search.scheduler != "none" and config.scheduler.max_steps is not None:
+        return config.scheduler.max_steps
+    return config.training.n_steps
+
+
 def successive_halving(config):
     """The :class:`~hyperoptax.schedulers.SuccessiveHalving` rules of a config with an ASHA / Hyperband scheduler."""
     from hyperoptax.schedulers import SuccessiveHalving
@@ -159,7 +167,7 @@ def successive_halving(config):
             "search.scheduler refills stopped trials with new configurations; search.optimizer='grid' has a fixed "
             "list. Use 'bayesian', 'gp_fifo' or 'random'."
         )
-    max_steps = c.max_steps if c.max_steps is not None else config.training.n_steps
+    max_steps = training_steps(config)
     try:
         rule = SuccessiveHalving(max_steps, c.min_steps, c.eta, 1, s.mode == "max")
         if s.scheduler == "hyperband":

@@ -36,14 +36,14 @@ def _refills(config, space, rule):
         from hyperoptax.searchers import GPFIFOSearcher
 
         searcher = GPFIFOSearcher(space, metric=s.metric, mode=s.mode, random_seed=int(config.seed),
-                                  resource_attr="steps", **options)
+                                  resource_attr="steps", max_resource=rule.max_steps, **options)
         return SearcherRefills(searcher)
     if s.optimizer == "random":
         return RandomRefills(space)
     preset = RECOMMENDED if s.preset == "recommended" else {}
     capacity = n_iterations_of(config) * s.n_parallel * rule.eta  # rung 0 sees the most trials
     return OptimizerRefills(BayesianSearch if s.optimizer == "bayesian" else RandomSearch, space, capacity,
-                            **{**preset, **options}, n_parallel=s.n_parallel, maximize=s.mode == "max")
+                            eta=rule.eta, **{**preset, **options}, n_parallel=s.n_parallel, maximize=s.mode == "max")
 
 
 class ScheduledSweep:

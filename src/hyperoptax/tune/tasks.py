@@ -23,7 +23,7 @@ import numpy as np
 import optax
 
 from hyperoptax import spaces as sp
-from hyperoptax.tune.config import TUNABLE, static_name
+from hyperoptax.tune.config import TUNABLE, static_name, training_steps
 
 __all__ = ["make_task", "ClassificationTask", "SyntheticTask", "FUNCTIONS"]
 
@@ -115,7 +115,8 @@ class ClassificationTask:
         from hyperoptax.tune.models import cnn, mlp
 
         m, t, s = config.model, config.training, config.search
-        fixed = {**{k: m[k] for k in TUNABLE["model"]}, **{k: t[k] for k in TUNABLE["training"]}}
+        fixed = {**{k: m[k] for k in TUNABLE["model"]}, **{k: t[k] for k in TUNABLE["training"]},
+                 "n_steps": training_steps(config)}
         self.space = space
         train, evaluation = load_data(config.dataset)
         image_key, label_key = list(train)
