@@ -46,7 +46,7 @@ from hyperoptax.integrations.flax.pbt import PBTPopulation, replay
 from hyperoptax.integrations.flax.scheduled import ScheduledPopulation
 from hyperoptax.schedulers import PBT, Scheduler
 
-from _sections import RESULTS, write_section
+from sections import RESULTS, write_section
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 METHODS = ("pbt (perturb)", "pbt (pb2)", "bayesian", "asha", "random")

@@ -32,7 +32,7 @@ import subprocess
 import sys
 import time
 
-from _sections import RESULTS, write_section
+from sections import RESULTS, write_section
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 METHODS = {"a": "(a) population, one jitted call", "b": "(b) python loop over jitted steps", "c": "(c) one jitted scan per model"}
