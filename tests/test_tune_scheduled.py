@@ -29,6 +29,7 @@ def scheduled(optimizer="bayesian", scheduler="asha", **options):
     config.search.n_parallel, config.search.n_iterations = 2, 3
     config.search.space = {"learning_rate": "log(1e-3, 1.0)", "weight_decay": "log(1e-5, 1e-2)"}
     config.scheduler.min_steps = 3
+    config.scheduler.min_pairs = 0  # plain ASHA: this small budget would otherwise go to the first trials
     config.output.plots = False
     for key, value in options.items():
         config.scheduler[key] = value
@@ -134,6 +135,7 @@ def get_config():
     c.search.n_parallel, c.search.n_iterations = 2, 4
     c.search.space = {"learning_rate": "log(1e-3, 1.0)", "weight_decay": "log(1e-5, 1e-2)"}
     c.scheduler.min_steps = 3
+    c.scheduler.min_pairs = 0
     c.output.plots = False
     return c
 """

@@ -97,19 +97,20 @@ class PB2:
 
     def propose(self, key, space, data: PB2Data, parents, copied) -> jax.Array:
         """New values ``(n, n_params)`` for the ``copied`` members (the others keep ``parents``)."""
-        kernel = kernels.Matern(length_scale=0.5, nu=2.5)
+        model = gp.GPModel(kernels.Matern(length_scale=0.5, nu=2.5))
+        kernel = model.kernel
         dtype = data.X.dtype
         n, d = parents.shape[0], data.X.shape[1]
         z, _, _ = gp.standardize(data.y, data.valid)
-        params = gp.fit_hyperparameters(kernel, data.X, z, data.valid, gp.default_params(d, 0.5, dtype),
-                                        self.n_fit_steps, method="lbfgs")
+        params = gp.fit_hyperparameters(model, data.X, z, data.valid, model.init_params(d, 0.5, dtype),
+                                        self.n_fit_steps, method="lbfgs").gp
         capacity = data.X.shape[0]
         # Room for this step's pending proposals after the observations.
         X = jnp.concatenate([data.X, jnp.zeros((n, d), dtype)])
         posterior = gp.condition(kernel, params, X, jnp.concatenate([z, jnp.zeros(n, dtype)]),
                                  jnp.concatenate([data.valid, jnp.zeros(n, bool)]))
         acquisition = UCB(self.kappa)
-        snap = lambda V: sp.encode(space, sp.decode(space, V))  # noqa: E731
+        snap = lambda V: sp.snap(space, V)  # noqa: E731
         own = sp.encode(space, parents).astype(dtype)
 
         def at_time(V):

@@ -17,7 +17,7 @@ import os
 from ml_collections import config_dict
 
 from hyperoptax import spaces as sp
-from hyperoptax.errors import ConfigurationError, check_choice, closest
+from hyperoptax.errors import ConfigurationError, check_choice, check_positive_int, closest
 
 __all__ = [
     "default_config", "load_config", "apply_overrides", "validate_config", "check_task", "config_json",
@@ -101,6 +101,9 @@ def default_config() -> config_dict.ConfigDict:
     c.scheduler.min_steps = config_dict.placeholder(int)  # first rung; default max_steps // eta**2
     c.scheduler.max_steps = config_dict.placeholder(int)  # full training; default training.n_steps
     c.scheduler.n_brackets = config_dict.placeholder(int)  # hyperband: default every bracket; asha: 1
+    # asha / hyperband: the first min_pairs trials at each rung continue, and a rung whose selection of them would
+    # lose the next rung's winners stops pruning (hyperoptax.schedulers.trust); 0 is plain ASHA.
+    c.scheduler.min_pairs = 6
     c.scheduler.ready_steps = config_dict.placeholder(int)  # pbt: steps between exploits; default max_steps // 10
     c.scheduler.quantile = 0.25  # pbt: the bottom quantile copies the top one
     c.scheduler.explore = "perturb"  # pbt: "perturb" (x0.8 / x1.2), "resample" or "pb2" (GP-UCB)
@@ -168,6 +171,7 @@ def successive_halving(config):
             "list. Use 'bayesian', 'gp_fifo' or 'random'."
         )
     max_steps = training_steps(config)
+    check_positive_int("scheduler.min_pairs", c.min_pairs, minimum=0)
     try:
         rule = SuccessiveHalving(max_steps, c.min_steps, c.eta, 1, s.mode == "max")
         if s.scheduler == "hyperband":

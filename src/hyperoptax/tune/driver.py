@@ -62,7 +62,7 @@ def tune(config, workdir, *, fresh: bool = False, verbose: bool = True) -> dict:
     elif s.scheduler == "pbt":
         loop = PBTSweep(config, space, task)  # one population, trained with population-based training
     else:
-        loop = _Segments(config, space, task, key)
+        loop = ScheduledSweep(config, space, task, key)  # ASHA / Hyperband: slots refilled at rungs
     if fresh or not has_checkpoint:
         _clear(workdir)
     records.write_atomic(os.path.join(workdir, records.CONFIG_JSON),
@@ -131,41 +131,6 @@ class _Iterations:
         finally:
             progress.close()
         return trials, elapsed_before + time.perf_counter() - t0
-
-
-class _Segments:
-    """A scheduled sweep (ASHA / Hyperband): population slots trained in segments, refilled at rungs."""
-
-    def __init__(self, config, space, task, key):
-        self.config = config
-        self.sweep = ScheduledSweep(config, space, task, key)
-
-    def run(self, checkpointer, workdir, save_results, verbose):
-        s, sched = self.config.search, self.sweep
-        elapsed_before = 0.0
-        if checkpointer.latest_step() is not None:
-            elapsed_before = sched.resume(checkpointer, None)
-        done, budget = sched.progress()
-        progress = Progress(done, budget, s.metric, verbose, unit="steps")
-        if sched.start:
-            progress.say(f"Resuming {workdir}: {done} of {budget} training steps done, {len(sched.trials)} trials "
-                         f"finished.")
-        else:
-            progress.say(f"Starting a {s.scheduler} sweep of {budget} training steps in {s.n_parallel} slots "
-                         f"(rungs at {', '.join(map(str, sched.rule.levels()))} steps) in {workdir}.")
-        t0 = time.perf_counter()
-
-        def after_segment(new):
-            wall = elapsed_before + time.perf_counter() - t0
-            save_results(sched.trials, wall)
-            used, _ = sched.progress()
-            progress.segment(used, new, sched.counts(), records.best_trial(sched.trials, s.mode))
-
-        try:
-            sched.run(checkpointer, elapsed_before, after_segment)
-        finally:
-            progress.close()
-        return sched.trials, elapsed_before + time.perf_counter() - t0
 
 
 def _resume(checkpointer, search):

@@ -15,21 +15,15 @@ from __future__ import annotations
 import time
 
 import jax
-import numpy as np
 
 from hyperoptax import spaces as sp
 from hyperoptax import sweep
-from hyperoptax.errors import CheckpointError
 from hyperoptax.sweep import TrialRecord
-from hyperoptax.tune import records
+from hyperoptax.tune import population_checkpoints, records
 from hyperoptax.tune.config import pbt_rule
 from hyperoptax.tune.progress import Progress
 
 __all__ = ["PBTSweep", "replay"]
-
-# The checkpoint's "search" item (the sweep's state is the population and its JSON lineage).
-_SEARCH_ITEM = {"interval": np.zeros((), np.int32)}
-
 
 def _keys(config):
     """``(k_init, k_run)``: the initial population's draw, the population's own key."""
@@ -70,9 +64,8 @@ class PBTSweep:
 
         def after_interval(it):
             wall = elapsed_before + time.perf_counter() - t0
-            checkpointer.save(it.index + 1, search_state=_SEARCH_ITEM, population_state=pop.population, force=True,
-                              metadata={"tune": {"intervals_done": it.index + 1, "pbt": pop.state_dict(),
-                                                 "wall_time_s": wall}})
+            population_checkpoints.save(checkpointer, it.index + 1, pop.population, {
+                "intervals_done": it.index + 1, "pbt": pop.state_dict(), "wall_time_s": wall})
             trials = self.trials(wall, finished=False)
             save_results(trials, wall)
             best = records.best_trial(trials, s.mode)
@@ -95,15 +88,7 @@ class PBTSweep:
 
     def _resume(self, checkpointer) -> float:
         """Continue from the newest checkpoint; returns the wall time the sweep had run."""
-        restored = checkpointer.restore(_SEARCH_ITEM)
-        info = restored.metadata.get("tune")
-        if not isinstance(info, dict) or "pbt" not in info:
-            raise CheckpointError(f"The checkpoint in {checkpointer.directory} was not written by a pbt sweep.")
-
-        def population(template):
-            return checkpointer.restore(_SEARCH_ITEM, template, step=restored.step).population_state
-
-        self.population.load_state_dict(info["pbt"], population)
+        info = population_checkpoints.restore(checkpointer, "pbt", self.population.load_state_dict)
         return float(info["wall_time_s"])
 
     def trials(self, wall: float, finished: bool) -> list[TrialRecord]:
