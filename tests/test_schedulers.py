@@ -260,3 +260,20 @@ def test_searcher_refills_drive_the_scheduler():
     assert states == {"observed"}  # every trial left training, all of its rungs are data
     n_reports = sum(len(t["curve"]) for t in scheduler.trials.values())
     assert sum(len(t["observations"]) for t in searcher._trials.values()) == n_reports
+
+
+def test_grace_and_audits_continue_whatever_their_rank():
+    rule = SuccessiveHalving(9, 1, 3, grace=2, audit=4)  # rungs 1, 3, 9
+    state = rule.init(16)
+    # Rung 1 (the first): the first 2 continue; then the plain rule; the 4th and 8th arrivals are audited.
+    decisions = []
+    for value in [0.1, 0.05, 0.01, 0.02, 0.03, 0.04, 0.0, 0.0]:
+        state, code = _decide(rule, state, 0, 1, value)
+        decisions.append(code)
+    assert decisions == [CONTINUE, CONTINUE, STOP, CONTINUE, STOP, STOP, STOP, CONTINUE]
+    # Rung 3 is no first rung: no grace, but audits (the 4th arrival).
+    decisions = []
+    for value in [0.9, 0.1, 0.1, 0.1]:
+        state, code = _decide(rule, state, 0, 3, value)
+        decisions.append(code)
+    assert decisions == [CONTINUE, STOP, STOP, CONTINUE]

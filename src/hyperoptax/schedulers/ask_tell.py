@@ -78,13 +78,12 @@ class Scheduler:
         seed: seeds the brackets and the refills.
         capacity: trials each rung table holds (more are counted, and ranked against the first ``capacity``).
         min_pairs, max_loss: when a rung's metrics mislead (:mod:`hyperoptax.schedulers.trust`): the first
-            ``min_pairs`` trials to reach a rung continue whatever their rank (the rule's ``grace``), so that
-            some trials are ranked at two rungs without a selection in between; once ``min_pairs`` trials have
-            reported at a rung and at the next, and the rung's selection of them would have lost the winners
-            at the next rung (a loss above ``max_loss``), the rung stops no trial (checked again at every
-            report). After the first ``min_pairs``, every ``audit``-th trial to reach a rung (default
-            ``eta**2``) continues too, so the evidence keeps coming. ``min_pairs=0`` is plain ASHA: the rungs
-            always stop, nothing is audited.
+            ``min_pairs`` trials to reach the first rung continue whatever their rank (the rule's ``grace``),
+            and every ``audit``-th trial at any rung (default ``eta**2``), so that some trials are ranked at
+            two rungs without a selection in between; once ``min_pairs`` trials have reported at a rung and at
+            the next, and the rung's selection of them would have lost the winners at the next rung (a loss
+            above ``max_loss``), the rung stops no trial (checked again at every report). ``min_pairs=0`` is
+            plain ASHA: the rungs always stop, nothing is audited.
     """
 
     def __init__(self, refills, *, max_steps: int, min_steps: int | None = None, eta: int = 3,
