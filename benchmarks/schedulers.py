@@ -23,6 +23,7 @@ time (programs compiled before timing; the same warm-up for every method).
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 import time
 from pathlib import Path
@@ -263,10 +264,28 @@ class OptunaFlaxLoop:
         return trace, len(study.trials)
 
 
+# Every finished (method, seed) run is kept here, so a run that dies (a shared machine runs out of memory)
+# resumes where it stopped: `--part digits` skips what is already measured. `--fresh` starts over.
+DIGITS_RUNS = Path(__file__).resolve().parent / "results" / "schedulers_digits.jsonl"
+
+
+def _finished_runs() -> dict:
+    if not DIGITS_RUNS.exists():
+        return {}
+    runs = {}
+    for line in DIGITS_RUNS.read_text().splitlines():
+        r = json.loads(line)
+        trace = Trace()
+        trace.points, trace.best = [tuple(p) for p in r["points"]], r["best"]
+        runs[r["method"], r["seed"]] = (trace, r["trials"])
+    return runs
+
+
 def digits(seeds, methods):
     data = _digits_data()
     trainer = digits_trainer(data)
     optuna_loop = OptunaFlaxLoop(data)
+    finished = _finished_runs()
     # Warm-up: compile every program before any timing.
     hyperoptax_run("c: ASHA + random refills", trainer, 10_000)
     optuna_loop.run(10_000) if "d: Optuna TPE + Hyperband" in methods else None
@@ -274,12 +293,19 @@ def digits(seeds, methods):
     for method in methods:
         traces = []
         for seed in range(seeds):
+            if (method, seed) in finished:
+                traces.append(finished[method, seed])
+                continue
             t0 = time.perf_counter()
             if method.startswith("d"):
                 trace, n = optuna_loop.run(seed)
             else:
                 trace, n = hyperoptax_run(method, trainer, seed)
             traces.append((trace, n))
+            DIGITS_RUNS.parent.mkdir(exist_ok=True)
+            with DIGITS_RUNS.open("a") as f:
+                f.write(json.dumps(dict(method=method, seed=seed, trials=n, best=trace.best,
+                                        points=[list(map(float, p)) for p in trace.points])) + "\n")
             print(f"{method:28s} seed {seed}: best {trace.best:.4f}, {n} trials, {time.perf_counter() - t0:.0f}s",
                   flush=True)
         rows[method] = traces
@@ -328,7 +354,10 @@ def main(argv=None):
     ap.add_argument("--seeds", type=int, default=None, help="default: 30 (synthetic), 10 (digits)")
     ap.add_argument("--methods", nargs="+", default=None)
     ap.add_argument("--no-write", action="store_true")
+    ap.add_argument("--fresh", action="store_true", help="forget the digits runs already measured")
     args = ap.parse_args(argv)
+    if args.fresh and DIGITS_RUNS.exists():
+        DIGITS_RUNS.unlink()
     command = "python benchmarks/schedulers.py --part {}"
     if args.part in ("synthetic", "both"):
         seeds = args.seeds or 30
