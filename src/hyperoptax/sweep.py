@@ -188,9 +188,9 @@ def _plain(value):
 
 
 def check_objective(func: Callable) -> None:
-    """Raise ObjectiveError unless ``func`` can be called as ``func(key, params)``."""
+    """Raise ObjectiveError unless ``func`` can be called as ``fn(key, config)``."""
     if not callable(func):
-        raise ObjectiveError(f"The objective must be callable as func(key, params), got {func!r}.")
+        raise ObjectiveError(f"The objective must be callable as fn(key, config), got {func!r}.")
     try:
         sig = inspect.signature(func)
     except (TypeError, ValueError):
@@ -202,23 +202,28 @@ def check_objective(func: Callable) -> None:
     varargs = any(p.kind == p.VAR_POSITIONAL for p in sig.parameters.values())
     if len(positional) > 2 or (len(positional) < 2 and not varargs):
         raise ObjectiveError(
-            f"The objective must have the signature func(key, params) -> scalar; "
+            f"The objective must have the signature fn(key, config) -> scalar; "
             f"{getattr(func, '__name__', func)!r} takes {len(positional)} required positional argument(s). "
-            f"Wrap it, e.g. lambda key, params: my_fn(params)."
+            f"Did you forget the key argument? Wrap it, e.g. lambda key, config: my_fn(config)."
         )
 
 
 def check_batch_output(out, n_parallel: int) -> None:
-    """Raise ObjectiveError unless the vmapped objective's output (or its shape) is ``(n_parallel,)`` floats."""
-    if not hasattr(out, "shape") or out.shape != (n_parallel,):
+    """Raise ObjectiveError unless the vmapped objective's output (or its shape) is ``(n_parallel,)`` floats.
+
+    ``(n_parallel, 1)`` (an objective returning a 1-element array) is accepted too: it holds one value per
+    configuration, and the loops reshape it.
+    """
+    if not hasattr(out, "shape") or out.shape not in ((n_parallel,), (n_parallel, 1)):
         raise ObjectiveError(
             f"The objective must return a scalar (shape ()), but under vmap it returned "
-            f"{getattr(out, 'shape', out)} for {n_parallel} configurations. If it returns shape (1,), "
-            f"call .squeeze() before returning; return a single metric, not a dict or tuple."
+            f"{getattr(out, 'shape', out)} for {n_parallel} configurations. Return a single metric per "
+            f"configuration, not a vector, dict or tuple."
         )
-    if not jnp.issubdtype(out.dtype, jnp.floating):
+    if not (jnp.issubdtype(out.dtype, jnp.floating) or jnp.issubdtype(out.dtype, jnp.integer)):
         raise ObjectiveError(
-            f"The objective must return a float, got dtype {out.dtype}. Cast it, e.g. jnp.float32(metric)."
+            f"The objective must return a real number (float or int), got dtype {out.dtype}. "
+            f"Cast it, e.g. jnp.float32(metric)."
         )
 
 
@@ -248,7 +253,7 @@ class BatchEvaluator:
                 check_batch_output(out, self.n_parallel)
                 self.compiled = batched
         if self.compiled:
-            return self.compiled(keys, params)
+            return self.compiled(keys, params).reshape(self.n_parallel)
         return jnp.asarray([self._call_one(keys[i], jax.tree.map(lambda p: p[i], params)) for i in range(self.n_parallel)])
 
     def _call_one(self, key, params):

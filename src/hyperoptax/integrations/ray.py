@@ -35,7 +35,7 @@ except ImportError as err:  # pragma: no cover - depends on the environment
     ) from err
 
 from hyperoptax import spaces as sp
-from hyperoptax.errors import ConfigurationError
+from hyperoptax.errors import ConfigurationError, as_real
 from hyperoptax.searchers import GPFIFOSearcher
 
 __all__ = ["HyperoptaxSearch", "from_ray_space"]
@@ -133,11 +133,16 @@ class HyperoptaxSearch(Searcher):
 
     def on_trial_complete(self, trial_id: str, result: dict | None = None, error: bool = False) -> None:
         searcher = self._require()
-        value = None if (error or not result) else result.get(self._metric)
-        if value is None or not isinstance(value, (int, float)) or not math.isfinite(value):
+        # Numbers are numbers: a metric reported as np.float32 or a 0-d JAX array counts.
+        value = None if (error or not result) else as_real(result.get(self._metric))
+        if value is None or not math.isfinite(value):
             searcher.evaluation_failed(trial_id)
-        else:
-            searcher.on_trial_result(trial_id, None, {self._metric: float(value)})
+            return
+        report = {self._metric: value}
+        cost_attr = searcher.cost_attr
+        if cost_attr is not None and cost_attr in result:
+            report[cost_attr] = result[cost_attr]
+        searcher.on_trial_result(trial_id, None, report)
 
     def get_state(self) -> dict:
         return {
