@@ -366,8 +366,7 @@ class GPFIFOSearcher:
         if cost is None or not math.isfinite(cost) or cost < 0:
             raise ConfigurationError(
                 f"on_trial_result for trial {trial_id!r}: cost_attr={name!r} is set, so each result needs a finite "
-                f"cost >= 0 under {name!r}; got {result.get(name)!r} in {list(result)!r}."
-                f"{closest(name, result) if name not in result else ''}"
+                f"cost >= 0 under {name!r}; got {result.get(name)!r} (the result has {list(result)!r})."
             )
         return cost
 
