@@ -26,7 +26,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from hyperoptax import spaces as sp
-from hyperoptax.errors import ObjectiveError
+from hyperoptax.errors import ObjectiveError, as_real
 
 __all__ = [
     "iteration_keys",
@@ -272,7 +272,10 @@ class BatchEvaluator:
         except Exception as err:  # a crashed trial is a failed trial, not a crashed search
             logger.warning("trial failed with %s: %s; recorded as NaN", type(err).__name__, err)
             return float("nan")
-        arr = np.asarray(value)
-        if arr.size != 1:
-            raise ObjectiveError(f"The objective must return a scalar, got shape {arr.shape}.")
-        return float(arr.reshape(()))
+        number = as_real(value)  # numbers are numbers: Python, NumPy and JAX scalars, 1-element arrays
+        if number is None:
+            raise ObjectiveError(
+                f"The objective must return a real number (one scalar per configuration), got "
+                f"{type(value).__name__} {value!r:.80}{f' of shape {np.shape(value)}' if hasattr(value, 'shape') else ''}."
+            )
+        return number
