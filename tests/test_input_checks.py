@@ -268,6 +268,25 @@ def test_cost_attr_is_recorded_in_the_state_and_survives_a_clone():
     assert plain.get_state()["trials"][0]["cost"] is None
 
 
+def test_with_a_resource_each_reports_cost_is_stored_and_numbers_are_numbers():
+    # Syne Tune's contract: with resource_attr and cost_attr, cost values are read from each report and
+    # stored in the state.
+    s = hx.GPFIFOSearcher(FIFO_SPACE, "loss", resource_attr="epoch", max_resource=9, cost_attr="elapsed",
+                          random_seed=0)
+    c = s.get_config(trial_id=0)
+    s.on_trial_result(0, c, {"loss": np.float32(0.5), "epoch": np.int64(1), "elapsed": 2.0})
+    s.on_trial_result(0, c, {"loss": jnp.asarray(0.25), "epoch": jnp.int32(3), "elapsed": np.float64(6.5)})
+    s.on_trial_complete(0)
+    (trial,) = s.get_state()["trials"]
+    assert trial["status"] == "observed" and trial["cost"] == 6.5
+    assert trial["observations"] == [[1.0, 0.5, 2.0], [3.0, 0.25, 6.5]]
+    assert s.clone_from_state(s.get_state()).get_state()["trials"] == [trial]
+    with pytest.raises(ConfigurationError, match=re.escape("epoch=12 is outside [1, max_resource=9]")):
+        s.on_trial_result(1, c, {"loss": 0.5, "epoch": 12, "elapsed": 1.0})
+    with pytest.raises(ConfigurationError, match="cost >= 0"):
+        s.on_trial_result(1, c, {"loss": 0.5, "epoch": 2})
+
+
 def test_opt_nstarts_one_fits_from_one_start_only():
     from hyperoptax import fifo_model as fm
 

@@ -391,7 +391,7 @@ class GPFIFOSearcher:
         resource = self._resource_of(trial_id, result)
         previous = self._trials.get(trial_id)
         observations = list(previous["observations"]) if previous is not None else []
-        observations.append(dict(resource=resource, metric=value, criterion=criterion, x=None))
+        observations.append(dict(resource=resource, metric=value, criterion=criterion, x=None, cost=cost))
         status = previous["status"] if previous is not None and previous["status"] != "failed" else "pending"
         self._record(trial_id, config, status, metric=value, criterion=criterion, observations=observations,
                      cost=cost)
@@ -579,7 +579,9 @@ class GPFIFOSearcher:
         """The mutable state as plain JSON types (see :meth:`clone_from_state`).
 
         ``trials`` lists every trial: ``trial_id``, ``config``, ``status`` (``pending``, ``observed``,
-        ``failed``), ``metric`` and ``cost`` (``result[cost_attr]`` when ``cost_attr`` is set, else None).
+        ``failed``), ``metric`` and ``cost`` (``result[cost_attr]`` when ``cost_attr`` is set, else None; with
+        a resource, the latest report's); with ``resource_attr``, ``observations``: ``[resource, metric]`` of
+        each report (``[resource, metric, cost]`` with ``cost_attr``).
         """
         return {
             "version": 1,
@@ -587,7 +589,8 @@ class GPFIFOSearcher:
                 {"trial_id": tid, "config": t["config"], "status": t["status"], "metric": t["metric"],
                  "cost": t.get("cost"),
                  **({} if self._resource is None else
-                    {"observations": [[o["resource"], o["metric"]] for o in t["observations"]]})}
+                    {"observations": [[o["resource"], o["metric"], *([] if self.cost_attr is None else [o["cost"]])]
+                                      for o in t["observations"]]})}
                 for tid, t in self._trials.items()
             ],
             "points_to_evaluate": [dict(p) for p in self._points],
@@ -610,9 +613,9 @@ class GPFIFOSearcher:
             cost = {} if t.get("cost") is None else {self._options["cost_attr"]: t["cost"]}
             if clone._resource is not None:
                 clone._record(tid, t["config"], "pending")
-                for resource, metric in t["observations"]:
-                    clone.on_trial_result(tid, None, {self._metric: metric, clone._options["resource_attr"]: resource,
-                                                      **cost})
+                for resource, metric, *costs in t["observations"]:  # with cost_attr, each report's cost
+                    report = {self._metric: metric, clone._options["resource_attr"]: resource}
+                    clone.on_trial_result(tid, None, {**report, **cost, **{self.cost_attr: c for c in costs}})
                 clone._trials[tid].update(status=t["status"], cost=t.get("cost"))
             elif t["status"] == "observed":
                 clone.on_trial_result(tid, t["config"], {self._metric: t["metric"], **cost})
