@@ -281,7 +281,7 @@ def test_with_a_resource_each_reports_cost_is_stored_and_numbers_are_numbers():
     assert trial["status"] == "observed" and trial["cost"] == 6.5
     assert trial["observations"] == [[1.0, 0.5, 2.0], [3.0, 0.25, 6.5]]
     assert s.clone_from_state(s.get_state()).get_state()["trials"] == [trial]
-    with pytest.raises(ConfigurationError, match=re.escape("epoch=12 is outside [1, max_resource=9]")):
+    with pytest.raises(ConfigurationError, match=re.escape("epoch=12.0 is outside [1, max_resource=9]")):
         s.on_trial_result(1, c, {"loss": 0.5, "epoch": 12, "elapsed": 1.0})
     with pytest.raises(ConfigurationError, match="cost >= 0"):
         s.on_trial_result(1, c, {"loss": 0.5, "epoch": 2})

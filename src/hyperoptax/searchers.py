@@ -423,7 +423,8 @@ class GPFIFOSearcher:
         resource = as_real(result[name])
         if resource is None or not 1 <= resource <= top:
             raise ConfigurationError(
-                f"on_trial_result for trial {trial_id!r}: {name}={result[name]!r} is outside [1, max_resource={top}]."
+                f"on_trial_result for trial {trial_id!r}: {name}={result[name] if resource is None else resource!r} "
+                f"is outside [1, max_resource={top}]."
             )
         return resource
 
