@@ -302,6 +302,44 @@ def test_corrupt_latest_is_reported_and_previous_restored(sweep, tmp_path, caplo
         ckpt.save(2, search_state=sweep.init())
 
 
+@jax.tree_util.register_pytree_node_class
+class _FragileTemplate:
+    """A user's pytree whose unflatten has a bug: restoring onto it fails whatever the files hold."""
+
+    def __init__(self, w, broken=True):
+        self.w, self.broken = w, broken
+
+    def tree_flatten(self):
+        return (self.w,), self.broken
+
+    @classmethod
+    def tree_unflatten(cls, broken, children):
+        if broken and isinstance(children[0], (jax.Array, np.ndarray)):
+            raise TypeError("a bug in the template's unflatten")
+        return cls(*children, broken=broken)
+
+
+def test_an_error_in_the_template_surfaces_and_moves_no_checkpoint(sweep, tmp_path, caplog):
+    # Step 2 holds a population, step 1 does not: restoring step 2 onto a broken population template used to
+    # be taken for corruption -- step 2 moved to corrupt/ and step 1 restored with only a warning.
+    directory = tmp_path / "ckpt"
+    with SweepCheckpointer(directory) as ckpt:
+        ckpt.save(1, search_state=_filled_state(sweep, seed=1))
+        ckpt.save(2, search_state=_filled_state(sweep, seed=2), population_state=_FragileTemplate(jnp.ones((3, 2))))
+    with SweepCheckpointer(directory) as ckpt:
+        with caplog.at_level(logging.WARNING, logger="hyperoptax.integrations.orbax"):
+            with pytest.raises(TypeError, match="a bug in the template"):
+                ckpt.restore(sweep.init(), _FragileTemplate(jnp.zeros((3, 2))))
+            with pytest.raises(TypeError, match="a bug in the template"):
+                ckpt.restore(sweep.init(), _FragileTemplate(jnp.zeros((3, 2))), step=2)
+        assert ckpt.all_steps() == [1, 2] and not (directory / "corrupt").exists()
+        assert not [r for r in caplog.records if "corrupt" in r.getMessage()]
+        # With a sound template, the same checkpoint restores.
+        restored = ckpt.restore(sweep.init(), _FragileTemplate(jnp.zeros((3, 2)), broken=False))
+        assert restored.step == 2
+        np.testing.assert_array_equal(restored.population_state.w, np.ones((3, 2)))
+
+
 def test_data_that_no_longer_matches_its_checksum_is_rejected(sweep, tmp_path, caplog):
     # Array files are compressed, so a flipped bit cannot be planted in place;
     # instead make the recorded CRC32 disagree with the stored bytes.

@@ -9,9 +9,12 @@ observations accumulate. A NaN/inf result is a *failed* trial: it is written
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
 import dataclasses
 import functools
 import math
+import warnings
 from typing import Any, Callable
 
 import jax
@@ -20,7 +23,7 @@ import numpy as np
 
 from hyperoptax import spaces as sp
 from hyperoptax import sweep
-from hyperoptax.errors import ConfigurationError, ObjectiveError, check_positive_int
+from hyperoptax.errors import ConfigurationError, ObjectiveError, ResultsDroppedWarning, check_positive_int
 
 
 @jax.tree_util.register_dataclass
@@ -62,7 +65,7 @@ class OptimizerState:
 
 def empty_buffers(space, n_max: int) -> dict:
     """Zeroed ``X``, ``y``, ``mask`` buffers for ``n_max`` observations."""
-    check_positive_int("n_max", n_max)
+    n_max = check_positive_int("n_max", n_max)
     n_params = sp.n_params(space)
     dtype = jnp.zeros(()).dtype  # float64 when jax_enable_x64 is on
     return dict(
@@ -92,9 +95,11 @@ class Optimizer:
     maximize: bool = dataclasses.field(default=True, kw_only=True)
 
     def __post_init__(self):
-        check_positive_int("n_parallel", self.n_parallel)
+        # Plain Python values: an optimizer is hashable configuration (a static argument of its jitted steps).
+        object.__setattr__(self, "n_parallel", check_positive_int("n_parallel", self.n_parallel))
         if not isinstance(self.maximize, (bool, np.bool_)):
             raise ConfigurationError(f"maximize must be True or False, got {self.maximize!r}.")
+        object.__setattr__(self, "maximize", bool(self.maximize))
 
     # --- the step API -------------------------------------------------------
 
@@ -109,35 +114,55 @@ class Optimizer:
         X = _jitted_next(self, state, key)
         return sp.unflatten_params(state.space, X)
 
-    def update_state(self, state, key, results, params):
-        """Record a batch of results.
+    def update_state(self, state, key, results, params=None):
+        """Record results.
 
         Args:
             state: the current state.
             key: PRNG key (used by optimizers that refit a model).
-            results: ``(n_parallel,)`` objective values; NaN/inf mark failed trials.
-            params: the params pytree from :meth:`get_next_params` (leaves
-                ``(n_parallel,)``) or an ``(n_parallel, n_params)`` array.
+            results: one objective value per configuration, shape ``(m,)`` (``()`` or
+                ``(m, 1)`` work too); NaN/inf mark failed trials. ``m`` is usually
+                ``n_parallel``, but a partial batch (the trials that finished) or a
+                larger one is recorded as well. Slots past ``n_max`` are dropped with
+                a :class:`~hyperoptax.errors.ResultsDroppedWarning`.
+            params: the configurations of ``results``: the params pytree from
+                :meth:`get_next_params` (leaves ``(m,)``; a category as its index or
+                itself) or an ``(m, n_params)`` array. Outside jit every value is
+                checked against the space (:func:`hyperoptax.spaces.check_values`).
+                :class:`~hyperoptax.GridSearch` knows its batch and may omit them.
         """
         results = self._check_results(results)
-        X = sp.flatten_params(state.space, params)
-        if X.shape[0] != self.n_parallel:
+        m = results.shape[0]
+        X = self._batch_params(state, m) if params is None else sp.flatten_params(state.space, params)
+        if X.shape[0] != m:
             raise ConfigurationError(
-                f"update_state got params for {X.shape[0]} configurations but n_parallel={self.n_parallel}. "
-                f"Pass the batch returned by get_next_params."
+                f"update_state got {m} result(s) but params for {X.shape[0]} configuration(s). Pass the "
+                f"configurations of exactly these results (for a partial batch, the matching rows of the batch)."
             )
-        return _jitted_update(self, state, key, results, X.astype(state.X.dtype))
+        if not isinstance(X, jax.core.Tracer):
+            X = sp.check_values(state.space, X)
+        warn_dropped(state, m)
+        return _jitted_update(self, state, key, results, jnp.asarray(X, state.X.dtype))
+
+    def _batch_params(self, state, m):
+        raise ConfigurationError(
+            f"{type(self).__name__}.update_state needs the configurations of the results: pass the params "
+            f"from get_next_params, update_state(state, key, results, params)."
+        )
 
     def _check_results(self, results):
+        """``results`` as an ``(m,)`` array of the state's float dtype (``m >= 1``)."""
         results = jnp.asarray(results)
-        if results.size != self.n_parallel or results.ndim > 2:
+        if results.ndim == 2 and results.shape[1] == 1:
+            results = results[:, 0]
+        if results.ndim > 1 or results.size == 0:
             raise ObjectiveError(
-                f"Expected {self.n_parallel} results (one per configuration, shape ({self.n_parallel},)), got "
-                f"shape {results.shape}. The objective must return one scalar per configuration."
+                f"Expected one result per configuration, shape (m,) such as ({self.n_parallel},), got shape "
+                f"{results.shape}. The objective must return one scalar per configuration."
             )
         if not (jnp.issubdtype(results.dtype, jnp.floating) or jnp.issubdtype(results.dtype, jnp.integer)):
             raise ObjectiveError(f"Results must be real numbers, got dtype {results.dtype}.")
-        return results.reshape(self.n_parallel).astype(jnp.zeros(()).dtype)
+        return results.reshape(-1).astype(jnp.zeros(()).dtype)
 
     def _update(self, state, key, results, X):
         return self._learn(record(state, results, X), key, state)
@@ -208,6 +233,7 @@ class Optimizer:
         sweep.check_objective(func)
         if n_iterations is None:
             n_iterations = self.default_n_iterations(state)
+        warn_sweep_drops(state, n_iterations, self.n_parallel)
         evaluate = sweep.BatchEvaluator(func, self.n_parallel)
         search = sweep.BoundOptimizer(self, state)
         params_hist, results_hist = [], []
@@ -216,8 +242,9 @@ class Optimizer:
             params_hist.append(it.params)
             results_hist.append(it.results)
 
-        sweep.run(search, lambda k, params: evaluate(jax.random.split(k, self.n_parallel), params),
-                  key, range(n_iterations), collect)
+        with dropped_results_told():
+            sweep.run(search, lambda k, params: evaluate(jax.random.split(k, self.n_parallel), params),
+                      key, range(n_iterations), collect)
         return search.state, (params_hist, results_hist)
 
     def optimize_scan(self, state, key, func: Callable, n_iterations: int | None = None):
@@ -230,6 +257,7 @@ class Optimizer:
         sweep.check_objective(func)
         if n_iterations is None:
             n_iterations = self.default_n_iterations(state)
+        warn_sweep_drops(state, n_iterations, self.n_parallel)
         batched = jax.vmap(func)
         keys = jax.eval_shape(lambda: jax.random.split(jax.random.key(0), self.n_parallel))
         params = jax.eval_shape(lambda s: self.get_next_params(s, jax.random.key(0)), state)
@@ -239,7 +267,7 @@ class Optimizer:
         def step(state, i):
             k_next, k_func, k_update = sweep.iteration_keys(key, i)
             params = self.get_next_params(state, k_next)
-            results = batched(jax.random.split(k_func, self.n_parallel), params)
+            results = batched(jax.random.split(k_func, self.n_parallel), params).reshape(self.n_parallel)
             state = self.update_state(state, k_update, results, params)
             return state, (params, results)
 
@@ -259,6 +287,61 @@ def _jitted_update(optimizer, state, key, results, X):
 def compile_count() -> int:
     """How many step functions have been compiled so far (for tests and benchmarks)."""
     return _jitted_next._cache_size() + _jitted_update._cache_size()
+
+
+# False while a loop that has already warned about the whole sweep's overflow runs.
+_WARN_EACH_UPDATE = contextvars.ContextVar("hyperoptax_warn_each_update", default=True)
+
+
+@contextlib.contextmanager
+def dropped_results_told():
+    """Within this block, :meth:`Optimizer.update_state` does not warn about dropped results (the loop did)."""
+    token = _WARN_EACH_UPDATE.set(False)
+    try:
+        yield
+    finally:
+        _WARN_EACH_UPDATE.reset(token)
+
+
+def _fill(state) -> tuple[int, int] | None:
+    """``(written, n_max)`` of a concrete state; None under a trace."""
+    if isinstance(state.mask, jax.core.Tracer):
+        return None
+    return int(state.mask.sum()), state.mask.shape[0]
+
+
+def warn_dropped(state, m: int) -> None:
+    """Warn (:class:`~hyperoptax.errors.ResultsDroppedWarning`) if writing ``m`` results overflows ``n_max``."""
+    fill = _fill(state) if _WARN_EACH_UPDATE.get() else None
+    if fill is None:
+        return
+    written, n_max = fill
+    dropped = max(0, written + m - n_max)
+    if dropped:
+        warnings.warn(
+            f"update_state: {dropped} of {m} results were not recorded: the buffers hold n_max={n_max} observations "
+            f"and {written} were already written. Pass n_max={written + m} (or more) to init to keep every result.",
+            ResultsDroppedWarning,
+            stacklevel=3,
+        )
+
+
+def warn_sweep_drops(state, n_iterations: int, n_parallel: int) -> None:
+    """Warn once, before a loop, if its ``n_iterations * n_parallel`` results will not all fit in ``n_max``."""
+    fill = _fill(state)
+    if fill is None:
+        return
+    written, n_max = fill
+    total = n_iterations * n_parallel
+    dropped = max(0, written + total - n_max)
+    if dropped:
+        warnings.warn(
+            f"This sweep evaluates {total} configurations ({n_iterations} iterations x n_parallel={n_parallel}) but "
+            f"the buffers have room for {n_max - written} more (n_max={n_max}): the last {dropped} results will not "
+            f"be recorded. Pass n_max={written + total} to init to keep them all, or run fewer iterations.",
+            ResultsDroppedWarning,
+            stacklevel=3,
+        )
 
 
 def record(state, results, X):

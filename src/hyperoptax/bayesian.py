@@ -139,9 +139,9 @@ class BayesianSearch(Optimizer):
 
     def __post_init__(self):
         super().__post_init__()
-        check_positive_int("n_candidates", self.n_candidates)
+        object.__setattr__(self, "n_candidates", check_positive_int("n_candidates", self.n_candidates))
         for name in ("n_restarts", "n_lbfgs_steps", "n_hparam_steps", "n_warmup", "n_initial_points"):
-            check_positive_int(name, getattr(self, name), minimum=0)
+            object.__setattr__(self, name, check_positive_int(name, getattr(self, name), minimum=0))
         if not isinstance(self.kernel, kernels.BaseKernel):
             raise ConfigurationError(f"kernel must be a hyperoptax kernel such as Matern(nu=2.5), got {self.kernel!r}.")
         if not isinstance(self.acquisition, acq.BaseAcquisition):
@@ -213,7 +213,7 @@ class BayesianSearch(Optimizer):
             ).gp
 
         if self.hparam_optimizer == "adam":
-            params = fit(True)
+            fitted = lambda: fit(True)
         else:
             # One new observation moves the optimum a little: a few L-BFGS steps
             # from the previous fit follow it (and keep improving it update after
@@ -224,7 +224,12 @@ class BayesianSearch(Optimizer):
             powers = 2 ** jnp.arange(31)
             fresh = jnp.any((previous.succeeded.sum() < powers) & (powers <= valid.sum()))
             n_warm = min(self.n_hparam_steps, _WARM_FIT_STEPS)
-            params = jax.lax.cond(fresh, lambda: fit(True), lambda: fit(False, n_warm))
+            fitted = lambda: jax.lax.cond(fresh, lambda: fit(True), lambda: fit(False, n_warm))
+        # One observation says nothing about length scales: the fit waits for a second.
+        shapes = jax.eval_shape(fitted)
+        unchanged = lambda: jax.tree.map(lambda o, a: jnp.broadcast_to(jnp.asarray(a, o.dtype), o.shape),
+                                         shapes, state.gp_params)
+        params = jax.lax.cond(valid.sum() >= 2, fitted, unchanged)
         return state.replace(
             log_length_scale=params.log_length_scale,
             log_amplitude=params.log_amplitude,

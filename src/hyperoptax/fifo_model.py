@@ -284,13 +284,14 @@ def canonical(cfg: ModelConfig, V):
 
 @functools.partial(jax.jit, static_argnums=0)
 def fit(cfg: ModelConfig, params: gp.ModelParams, X, c, valid, key) -> gp.ModelParams:
-    """MAP fit of all model parameters from ``params``, the prior's center and ``opt_nstarts - 2`` random starts.
+    """MAP fit of all model parameters from ``opt_nstarts`` starts: ``params``, then the prior's center,
+    then ``opt_nstarts - 2`` random starts (``opt_nstarts=1``: ``params`` only).
 
     As in Syne Tune, each start runs L-BFGS for at most ``opt_maxiter`` iterations.
     """
     return gp.fit_hyperparameters(
         cfg.model, X, -c, valid, params, cfg.opt_maxiter, method="lbfgs",
-        n_random_starts=max(cfg.opt_nstarts - 2, 0), key=key,
+        center_start=cfg.opt_nstarts >= 2, n_random_starts=max(cfg.opt_nstarts - 2, 0), key=key,
     )
 
 

@@ -54,8 +54,11 @@ class GridSearch(Optimizer):
     Attributes:
         shuffle: randomize the traversal order at ``init`` (pass ``key``).
 
-    ``n_parallel`` grid points are taken per iteration; when the grid is
-    exhausted the traversal wraps around. ``maximize`` as for every optimizer.
+    ``n_parallel`` grid points are taken per iteration, and each
+    ``update_state`` advances by one batch; ``update_state(state, key, results)``
+    without params records the results against the current batch. When the grid
+    is exhausted the traversal wraps around (every point is evaluated once before
+    any repeats). ``maximize`` as for every optimizer.
     """
 
     shuffle: bool = False
@@ -86,5 +89,10 @@ class GridSearch(Optimizer):
         idx = (state.grid_idx + jnp.arange(self.n_parallel)) % state.grid.shape[0]
         return state.grid[idx]
 
+    def _batch_params(self, state, m):
+        # Without params, the results are those of the batch get_next_params returns now.
+        return self._next(state, None)[:m] if m <= self.n_parallel else super()._batch_params(state, m)
+
     def _learn(self, state, key, previous):
+        # One update consumes one batch, however many of its results were reported.
         return state.replace(grid_idx=state.grid_idx + self.n_parallel)

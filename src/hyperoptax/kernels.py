@@ -12,7 +12,8 @@ transfer-learning kernel is a product of two of them).
 from __future__ import annotations
 
 import math
-from abc import ABC, abstractmethod
+import numbers
+from abc import abstractmethod
 from dataclasses import dataclass
 
 import jax
@@ -32,12 +33,15 @@ def _safe_sqrt(r2):
 
 
 @dataclass(frozen=True)
-class BaseKernel(ABC):
-    """Abstract base class for positive-definite kernels."""
+class BaseKernel:
+    """Base class for positive-definite kernels: implement :meth:`evaluate` (or ``__call__``)."""
 
-    @abstractmethod
     def evaluate(self, x: jax.Array, y: jax.Array, length_scale=None) -> jax.Array:
         """k(x, y) for two points of shape ``(D,)``; ``length_scale`` overrides the kernel's own."""
+        raise NotImplementedError(
+            f"{type(self).__name__} must implement evaluate(x, y, length_scale) (one pair of points) "
+            f"or __call__(X1, X2, length_scale) (the kernel matrix)."
+        )
 
     def __call__(self, X1: jax.Array, X2: jax.Array, length_scale=None) -> jax.Array:
         """Kernel matrix ``(N, M)`` between ``X1 (N, D)`` and ``X2 (M, D)``."""
@@ -51,14 +55,37 @@ class BaseKernel(ABC):
         return Product(self, other)
 
 
+def _positive_float(value) -> float | None:
+    """``value`` as a positive finite Python float (NumPy and JAX scalars too), else None."""
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, (numbers.Real, np.number, np.ndarray, jax.Array)):
+        return None
+    if np.ndim(value) != 0 or not np.issubdtype(np.asarray(value).dtype, np.number):
+        return None
+    value = float(value)
+    return value if math.isfinite(value) and value > 0 else None
+
+
 @dataclass(frozen=True)
 class _Stationary(BaseKernel):
     length_scale: float = 1.0
     amplitude: float = 1.0
 
     def __post_init__(self):
-        if self.amplitude <= 0:
-            raise ConfigurationError(f"{type(self).__name__}: amplitude must be positive, got {self.amplitude!r}.")
+        # Stored as Python floats: kernels are hashable configuration, safe to close over in jit.
+        name = type(self).__name__
+        amplitude = _positive_float(self.amplitude)
+        if amplitude is None:
+            raise ConfigurationError(f"{name}: amplitude must be a positive finite number, got {self.amplitude!r}.")
+        ls = self.length_scale
+        per_dim = isinstance(ls, (tuple, list)) or (hasattr(ls, "shape") and np.ndim(ls) == 1)
+        scales = [_positive_float(v) for v in (ls if per_dim else (ls,))]
+        if not scales or None in scales:
+            raise ConfigurationError(
+                f"{name}: length_scale must be a positive finite number, or a tuple of them (one per dimension), "
+                f"got {ls!r}. Example: {name}(length_scale=0.5)."
+            )
+        object.__setattr__(self, "amplitude", amplitude)
+        object.__setattr__(self, "length_scale", tuple(scales) if per_dim else scales[0])
 
     def _scaled_sq_dist(self, x, y, length_scale):
         # A tuple is the hashable way to give fixed per-dimension length scales.
@@ -113,11 +140,12 @@ class Matern(_Stationary):
         object.__setattr__(self, "nu", nu)
         object.__setattr__(self, "amplitude", amplitude)
         self.__post_init__()
-        if nu not in _VALID_NU:
+        if isinstance(nu, (bool, np.bool_, str)) or np.ndim(nu) != 0 or nu not in _VALID_NU:
             raise ConfigurationError(
                 f"Matern: nu={nu!r} is not supported. Choose one of 0.5, 1.5, 2.5 or float('inf') "
                 f"(2.5 is the usual choice for hyperparameter search)."
             )
+        object.__setattr__(self, "nu", float(nu))
 
     def _profile(self, r2):
         if self.nu == math.inf:

@@ -45,7 +45,7 @@ import numpy as np
 
 from hyperoptax import fifo_model as fm
 from hyperoptax import spaces as sp
-from hyperoptax.errors import ConfigurationError, check_choice, check_positive_int, closest
+from hyperoptax.errors import ConfigurationError, SpaceError, as_real, check_choice, check_positive_int, closest
 
 __all__ = ["GPFIFOSearcher", "DEFAULT_OPTIONS"]
 
@@ -196,9 +196,11 @@ class GPFIFOSearcher:
 
     def _check_options(self, o):
         for name in ("num_init_candidates", "num_fantasy_samples", "opt_nstarts", "opt_skip_period"):
-            check_positive_int(name, o[name])
+            o[name] = check_positive_int(name, o[name])
         for name in ("num_init_random", "opt_maxiter", "opt_skip_init_length"):
-            check_positive_int(name, o[name], minimum=0)
+            o[name] = check_positive_int(name, o[name], minimum=0)
+        if o["cost_attr"] is not None and not isinstance(o["cost_attr"], str):
+            raise ConfigurationError(f"cost_attr must be the name (str) of the cost in each result, got {o['cost_attr']!r}.")
         for name in ("no_fantasizing", "input_warping", "boxcox_transform", "skip_local_optimization",
                      "opt_warmstart", "opt_verbose", "allow_duplicates"):
             if not isinstance(o[name], (bool, np.bool_)):
@@ -216,7 +218,7 @@ class GPFIFOSearcher:
                     f"Allowed: {', '.join(allowed) or 'none'}.{closest(k, allowed)}"
                 )
         if o["max_size_data_for_model"] is not None:
-            check_positive_int("max_size_data_for_model", o["max_size_data_for_model"])
+            o["max_size_data_for_model"] = check_positive_int("max_size_data_for_model", o["max_size_data_for_model"])
         if not 0.0 <= o["max_size_top_fraction"] <= 1.0:
             raise ConfigurationError(f"max_size_top_fraction must lie in [0, 1], got {o['max_size_top_fraction']!r}.")
         if o["restrict_configurations"] is not None:
@@ -250,7 +252,13 @@ class GPFIFOSearcher:
     # --- configurations -----------------------------------------------------
 
     def _values(self, config: dict) -> np.ndarray:
-        """A user config -> stored values ``(n_params,)``, snapped onto the space."""
+        """A user config -> stored values ``(n_params,)``, checked against the space.
+
+        A value outside its space (or NaN/inf, or not a number) raises
+        :class:`~hyperoptax.errors.SpaceError`; a non-integer of an integer space or a number
+        between the values of a DiscreteSpace is moved onto it with a
+        :class:`~hyperoptax.errors.ValueSnappedWarning`.
+        """
         if not isinstance(config, dict):
             raise ConfigurationError(f"A configuration must be a dict of name -> value, got {config!r}.")
         row = []
@@ -262,18 +270,20 @@ class GPFIFOSearcher:
             value = config[name]
             if isinstance(leaf, sp.DiscreteSpace) and leaf.is_categorical:
                 if value not in leaf.values:
-                    raise ConfigurationError(
-                        f"{name}={value!r} is not one of {leaf.values!r}.{closest(value, leaf.values)}"
+                    raise SpaceError(
+                        f"config[{name!r}] = {value!r} is not one of {list(leaf.values)!r}.{closest(value, leaf.values)}"
                     )
                 row.append(float(leaf.values.index(value)))
-            else:
-                row.append(float(value))
+                continue
+            number = as_real(value)
+            if number is None:
+                raise SpaceError(f"config[{name!r}] = {value!r} is not a number; {leaf.describe()} holds numbers.")
+            row.append(float(leaf.check(np.asarray([number]), f"config[{name!r}]")[0]))
         snapped = np.asarray(fm.canonical(self._cfg, jnp.asarray([self._with_resource(row)])), np.float64)[0]
         snapped = snapped[: len(row)]
-        # Continuous values are kept as given (clipped): a float32 exp(log(x)) trip could move them by an
+        # Continuous values are kept as given (checked): a float32 exp(log(x)) trip could move them by an
         # ulp, and a searcher rebuilt from its JSON state must see bit-identical data.
-        raw = np.clip(row, [leaf.lower_bound for leaf in self._leaves], [leaf.upper_bound for leaf in self._leaves])
-        return np.where(self._continuous, raw, snapped)
+        return np.where(self._continuous, row, snapped)
 
     def _with_resource(self, values, resource=None) -> list:
         """Stored values, and the resource (default: the full one) as the model's last input if it has one."""
@@ -358,9 +368,15 @@ class GPFIFOSearcher:
                 f"on_trial_result for trial {trial_id!r}: the result {keys!r} has no {self._metric!r} "
                 f"(the metric this searcher optimizes).{closest(self._metric, result if isinstance(result, dict) else [])}"
             )
-        value = float(result[self._metric])
+        value = as_real(result[self._metric])
+        if value is None:
+            raise ConfigurationError(
+                f"on_trial_result for trial {trial_id!r}: result[{self._metric!r}] = {result[self._metric]!r} is not "
+                f"a number. Report the metric as a number (NaN marks a failed trial)."
+            )
+        cost = self._cost(trial_id, result, required=math.isfinite(value))
         if not math.isfinite(value):
-            self._record(trial_id, config, "failed")
+            self._record(trial_id, config, "failed", cost=cost)
             return
         criterion = float(self._map_reward(value))
         if self._options["boxcox_transform"] and not criterion > 0:
@@ -370,14 +386,32 @@ class GPFIFOSearcher:
                 f"for mode='min' shift the metric, or set boxcox_transform=False."
             )
         if self._resource is None:
-            self._record(trial_id, config, "observed", metric=value, criterion=criterion)
+            self._record(trial_id, config, "observed", metric=value, criterion=criterion, cost=cost)
             return
         resource = self._resource_of(trial_id, result)
         previous = self._trials.get(trial_id)
         observations = list(previous["observations"]) if previous is not None else []
-        observations.append(dict(resource=resource, metric=value, criterion=criterion, x=None))
+        observations.append(dict(resource=resource, metric=value, criterion=criterion, x=None, cost=cost))
         status = previous["status"] if previous is not None and previous["status"] != "failed" else "pending"
-        self._record(trial_id, config, status, metric=value, criterion=criterion, observations=observations)
+        self._record(trial_id, config, status, metric=value, criterion=criterion, observations=observations,
+                     cost=cost)
+
+    def _cost(self, trial_id, result: dict, required: bool) -> float | None:
+        """``result[cost_attr]`` (a finite number >= 0) when ``cost_attr`` is set, else None.
+
+        A failed trial (NaN/inf metric) may come without a cost. With a resource, the latest result's cost
+        is the trial's (Ray's ``time_total_s``, for one, is cumulative).
+        """
+        name = self._options["cost_attr"]
+        if name is None or (name not in result and not required):
+            return None
+        cost = as_real(result.get(name))
+        if cost is None or not math.isfinite(cost) or cost < 0:
+            raise ConfigurationError(
+                f"on_trial_result for trial {trial_id!r}: cost_attr={name!r} is set, so each result needs a finite "
+                f"cost >= 0 under {name!r}; got {result.get(name)!r} (the result has {list(result)!r})."
+            )
+        return cost
 
     def _resource_of(self, trial_id, result) -> float:
         name, top = self._options["resource_attr"], self._options["max_resource"]
@@ -386,10 +420,11 @@ class GPFIFOSearcher:
                 f"on_trial_result for trial {trial_id!r}: the result {list(result)!r} has no {name!r}, the resource "
                 f"this multi-fidelity searcher reads (resource_attr).{closest(name, result)}"
             )
-        resource = float(result[name])
-        if not 1 <= resource <= top:
+        resource = as_real(result[name])
+        if resource is None or not 1 <= resource <= top:
             raise ConfigurationError(
-                f"on_trial_result for trial {trial_id!r}: {name}={resource!r} is outside [1, max_resource={top}]."
+                f"on_trial_result for trial {trial_id!r}: {name}={result[name] if resource is None else resource!r} "
+                f"is outside [1, max_resource={top}]."
             )
         return resource
 
@@ -410,7 +445,7 @@ class GPFIFOSearcher:
             return
         trial.update(status="failed", metric=None, criterion=None)
 
-    def _record(self, trial_id, config, status, metric=None, criterion=None, observations=None):
+    def _record(self, trial_id, config, status, metric=None, criterion=None, observations=None, cost=None):
         previous = self._trials.get(trial_id)
         if config is None and previous is not None:
             config = previous["config"]
@@ -419,7 +454,7 @@ class GPFIFOSearcher:
             observations = [] if metric is None else [dict(resource=None, metric=metric, criterion=criterion, x=None)]
         self._trials[trial_id] = dict(
             config=self._config(values), values=values, key=self._key(values), status=status,
-            metric=metric, criterion=criterion, observations=observations,
+            metric=metric, criterion=criterion, observations=observations, cost=cost,
         )
 
     # --- suggestions --------------------------------------------------------
@@ -542,13 +577,21 @@ class GPFIFOSearcher:
     # --- state --------------------------------------------------------------
 
     def get_state(self) -> dict:
-        """The mutable state as plain JSON types (see :meth:`clone_from_state`)."""
+        """The mutable state as plain JSON types (see :meth:`clone_from_state`).
+
+        ``trials`` lists every trial: ``trial_id``, ``config``, ``status`` (``pending``, ``observed``,
+        ``failed``), ``metric`` and ``cost`` (``result[cost_attr]`` when ``cost_attr`` is set, else None; with
+        a resource, the latest report's); with ``resource_attr``, ``observations``: ``[resource, metric]`` of
+        each report (``[resource, metric, cost]`` with ``cost_attr``).
+        """
         return {
             "version": 1,
             "trials": [
                 {"trial_id": tid, "config": t["config"], "status": t["status"], "metric": t["metric"],
+                 "cost": t.get("cost"),
                  **({} if self._resource is None else
-                    {"observations": [[o["resource"], o["metric"]] for o in t["observations"]]})}
+                    {"observations": [[o["resource"], o["metric"], *([] if self.cost_attr is None else [o["cost"]])]
+                                      for o in t["observations"]]})}
                 for tid, t in self._trials.items()
             ],
             "points_to_evaluate": [dict(p) for p in self._points],
@@ -568,15 +611,17 @@ class GPFIFOSearcher:
                                random_seed=state["random_seed"], **self._user_options)
         for t in state["trials"]:
             tid = t["trial_id"]
+            cost = {} if t.get("cost") is None else {self._options["cost_attr"]: t["cost"]}
             if clone._resource is not None:
                 clone._record(tid, t["config"], "pending")
-                for resource, metric in t["observations"]:
-                    clone.on_trial_result(tid, None, {self._metric: metric, clone._options["resource_attr"]: resource})
-                clone._trials[tid]["status"] = t["status"]
+                for resource, metric, *costs in t["observations"]:  # with cost_attr, each report's cost
+                    report = {self._metric: metric, clone._options["resource_attr"]: resource}
+                    clone.on_trial_result(tid, None, {**report, **cost, **{self.cost_attr: c for c in costs}})
+                clone._trials[tid].update(status=t["status"], cost=t.get("cost"))
             elif t["status"] == "observed":
-                clone.on_trial_result(tid, t["config"], {self._metric: t["metric"]})
+                clone.on_trial_result(tid, t["config"], {self._metric: t["metric"], **cost})
             else:
-                clone._record(tid, t["config"], t["status"])
+                clone._record(tid, t["config"], t["status"], cost=t.get("cost"))
         clone._points = [clone._full_config(p) for p in state["points_to_evaluate"]]
         if state["restrict_configurations"] is not None:
             clone._restrict = clone._restrict_entries(state["restrict_configurations"])
@@ -588,6 +633,11 @@ class GPFIFOSearcher:
     @property
     def metric(self) -> str:
         return self._metric
+
+    @property
+    def cost_attr(self) -> str | None:
+        """The name of the cost in each result (``cost_attr``), or None."""
+        return self._options["cost_attr"]
 
     @property
     def mode(self) -> str:

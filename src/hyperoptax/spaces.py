@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import math
 import numbers
+import warnings
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 from typing import Any
@@ -34,7 +35,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from hyperoptax.errors import SpaceError
+from hyperoptax.errors import BoundsError, HyperoptaxWarning, SpaceError, ValueSnappedWarning
 
 __all__ = [
     "Space",
@@ -57,6 +58,8 @@ __all__ = [
     "decode_params",
     "stored_params",
     "categorical_dims",
+    "check_values",
+    "leaf_names",
 ]
 
 _STATIC = dict(static=True)
@@ -73,11 +76,41 @@ def _is_real_number(value) -> bool:
 
 def _check_bound(cls_name: str, name: str, value) -> float:
     if not _is_real_number(value) or not math.isfinite(float(value)):
-        raise SpaceError(
+        raise BoundsError(
             f"{cls_name}: {name} must be a finite real number, got {value!r}. "
             f"Example: {cls_name}(0.0, 1.0)."
         )
     return float(value)
+
+
+# Values reach the search in float32: a bound like 0.1 is stored as 0.10000000149, an
+# exp(log(x)) trip moves a value by an ulp. Values this close to a bound are on it.
+_SLACK = 4 * float(np.finfo(np.float32).eps)
+
+
+def _shown(values) -> str:
+    values = [v.item() if isinstance(v, np.generic) else v for v in np.asarray(values).reshape(-1)[:3].tolist()]
+    return ", ".join(repr(v) for v in values) + (", ..." if np.size(values) > 3 else "")
+
+
+def _check_finite(values: np.ndarray, name: str, space) -> None:
+    bad = ~np.isfinite(values)
+    if bad.any():
+        raise SpaceError(
+            f"{name} = {_shown(values[bad])} is not a finite number, so it is no point of {space.describe()}. "
+            f"A configuration must be finite; to report a failed trial, pass a NaN *result* instead."
+        )
+
+
+def _snapped(name: str, space, before: np.ndarray, after: np.ndarray, what: str) -> None:
+    changed = np.abs(after - before) > _SLACK * np.maximum(np.abs(before), np.abs(after))
+    if changed.any():
+        warnings.warn(
+            f"{name} = {_shown(before[changed])} {what} of {space.describe()}; recorded as "
+            f"{_shown(after[changed])}.",
+            ValueSnappedWarning,
+            stacklevel=4,
+        )
 
 
 @dataclass(frozen=True)
@@ -102,9 +135,15 @@ class Space(ABC):
     def decode(self, u: jax.Array) -> jax.Array:
         """Map unit-cube coordinates ``(n_dims,)`` to a stored, transformed scalar value."""
 
-    def sample(self, key: jax.Array) -> jax.Array:
-        """Draw one value, uniform with respect to this space's scale."""
-        return self.decode(jax.random.uniform(key, (self.n_dims,)))
+    def sample(self, key: jax.Array, shape=(1,)) -> jax.Array:
+        """Values drawn uniformly with respect to this space's scale, an array of ``shape``.
+
+        The default ``(1,)`` is hyperoptax 0.2.0's: one value in a 1-element
+        array. ``shape=()`` gives a scalar, ``shape=(n,)`` ``n`` values.
+        """
+        shape = (shape,) if isinstance(shape, (int, np.integer)) else tuple(shape)
+        U = jax.random.uniform(key, (math.prod(shape), self.n_dims))
+        return jax.vmap(self.decode)(U).reshape(shape)
 
     def transform(self, value):
         """Snap ``value`` onto the space (rounding, nearest discrete value)."""
@@ -113,6 +152,23 @@ class Space(ABC):
     def to_python(self, value) -> Any:
         """A stored value as the plain Python value a user passes to their code."""
         return float(value)
+
+    def describe(self) -> str:
+        """The space as a user wrote it, for messages."""
+        return repr(self)
+
+    def check(self, values, name: str = "value") -> np.ndarray:
+        """Stored values (a 1-D array) checked against the space, as float64.
+
+        A value outside the space (or NaN/inf) raises :class:`~hyperoptax.errors.SpaceError`
+        naming ``name``, the value and the space; a value inside it that is not one of
+        its points (a non-integer of an integer space, a number between two values of a
+        :class:`DiscreteSpace`) is moved onto it with a
+        :class:`~hyperoptax.errors.ValueSnappedWarning` saying what changed.
+        """
+        values = np.asarray(values, np.float64)
+        _check_finite(values, name, self)
+        return values
 
 
 @jax.tree_util.register_dataclass
@@ -133,7 +189,7 @@ class LinearSpace(Space):
         lo = _check_bound(name, "lower_bound", self.lower_bound)
         hi = _check_bound(name, "upper_bound", self.upper_bound)
         if not lo < hi:
-            raise SpaceError(
+            raise BoundsError(
                 f"{name}: lower_bound must be smaller than upper_bound, got "
                 f"lower_bound={self.lower_bound!r}, upper_bound={self.upper_bound!r}. "
                 f"Swap them or widen the interval; for a fixed value use DiscreteSpace([value])."
@@ -167,6 +223,25 @@ class LinearSpace(Space):
         # exp(log(x)) can land a hair outside the bounds in float32.
         return jnp.clip(value, self.lower_bound, self.upper_bound)
 
+    def describe(self) -> str:
+        return f"{type(self).__name__}({self.lower_bound!r}, {self.upper_bound!r})"
+
+    def _slack(self) -> tuple[float, float]:
+        scale = max(abs(float(self.lower_bound)), abs(float(self.upper_bound)))
+        return _SLACK * scale, _SLACK * scale
+
+    def check(self, values, name: str = "value") -> np.ndarray:
+        values = Space.check(self, values, name)
+        lo, hi = float(self.lower_bound), float(self.upper_bound)
+        slack_lo, slack_hi = self._slack()
+        bad = (values < lo - slack_lo) | (values > hi + slack_hi)
+        if bad.any():
+            raise SpaceError(
+                f"{name} = {_shown(values[bad])} is outside {self.describe()}: values must lie in "
+                f"[{lo!r}, {hi!r}]. Pass configurations from get_next_params, or widen the space."
+            )
+        return np.clip(values, lo, hi)
+
 
 @jax.tree_util.register_dataclass
 @dataclass(frozen=True)
@@ -185,14 +260,14 @@ class LogSpace(LinearSpace):
         super().__post_init__()
         name = type(self).__name__
         if self.lower_bound <= 0:
-            raise SpaceError(
+            raise BoundsError(
                 f"{name}: bounds must be positive on a log scale, got "
                 f"lower_bound={self.lower_bound!r}. Use a positive lower bound such as 1e-6, "
                 f"or LinearSpace for ranges that include zero."
             )
         base = _check_bound(name, "base", self.base)
         if base <= 1:
-            raise SpaceError(f"{name}: base must be greater than 1, got base={self.base!r}. Use base=10 or base=2.")
+            raise BoundsError(f"{name}: base must be greater than 1, got base={self.base!r}. Use base=10 or base=2.")
 
     def _edges(self):
         return math.log(self.lower_bound), math.log(self.upper_bound)
@@ -202,6 +277,13 @@ class LogSpace(LinearSpace):
 
     def _from_scale(self, s):
         return jnp.exp(s)
+
+    def _slack(self):
+        return _SLACK * float(self.lower_bound), _SLACK * float(self.upper_bound)
+
+    def describe(self) -> str:
+        base = "" if self.base == 10 else f", base={self.base!r}"
+        return f"{type(self).__name__}({self.lower_bound!r}, {self.upper_bound!r}{base})"
 
 
 class _Quantized:
@@ -217,7 +299,7 @@ class _Quantized:
     def _check_integers(self):
         lo, hi = self._int_bounds()
         if lo > hi:
-            raise SpaceError(
+            raise BoundsError(
                 f"{type(self).__name__}({self.lower_bound!r}, {self.upper_bound!r}) contains no integer. "
                 f"Widen the interval so it includes at least one integer."
             )
@@ -232,6 +314,13 @@ class _Quantized:
 
     def to_python(self, value):
         return int(value)
+
+    def check(self, values, name: str = "value") -> np.ndarray:
+        values = super().check(values, name)
+        lo, hi = self._int_bounds()
+        rounded = np.clip(np.round(values), lo, hi)
+        _snapped(name, self, values, rounded, "are not integers" if np.size(values) > 1 else "is not an integer")
+        return rounded
 
 
 @jax.tree_util.register_dataclass
@@ -269,7 +358,7 @@ class QLogSpace(_Quantized, LogSpace):
         LogSpace.__post_init__(self)
         self._check_integers()
         if self._int_bounds()[0] < 1:
-            raise SpaceError(
+            raise BoundsError(
                 f"QLogSpace: the smallest integer must be >= 1 on a log scale, got "
                 f"lower_bound={self.lower_bound!r}. Use QLinearSpace to include 0."
             )
@@ -318,7 +407,14 @@ class DiscreteSpace(Space):
         except TypeError:
             raise SpaceError(f"DiscreteSpace: values must be hashable, got {values!r}.") from None
         if duplicates:
-            raise SpaceError(f"DiscreteSpace: values contain duplicates: {values!r}. List each value once.")
+            unique = tuple(dict.fromkeys(values))
+            warnings.warn(
+                f"DiscreteSpace: values {values!r} repeat {_shown([v for v in unique if values.count(v) > 1])}; "
+                f"each value is searched once: {unique!r}.",
+                HyperoptaxWarning,
+                stacklevel=3,
+            )
+            values = unique
         if all(numeric):
             # The search stores values in float32, where subnormals flush to zero.
             f32 = np.asarray(values, np.float32)
@@ -384,6 +480,34 @@ class DiscreteSpace(Space):
             return self.values[int(value)]
         # The user's own value, not its float32 image (0.1, not 0.10000000149).
         return min(self.values, key=lambda v: abs(v - float(value)))
+
+    def describe(self) -> str:
+        return f"DiscreteSpace({list(self.values)!r})"
+
+    def check(self, values, name: str = "value") -> np.ndarray:
+        values = Space.check(self, values, name)
+        if self.is_categorical:
+            k = len(self.values)
+            index = np.round(values)
+            bad = (np.abs(values - index) > _SLACK) | (index < 0) | (index >= k)
+            if bad.any():
+                raise SpaceError(
+                    f"{name} = {_shown(values[bad])} is not a category of {self.describe()}: a category is "
+                    f"stored as its index, an integer in 0..{k - 1} (or pass the category itself, e.g. "
+                    f"{self.values[0]!r})."
+                )
+            return index
+        allowed = np.asarray(sorted(float(v) for v in self.values))
+        slack = _SLACK * max(abs(allowed[0]), abs(allowed[-1]))
+        bad = (values < allowed[0] - slack) | (values > allowed[-1] + slack)
+        if bad.any():
+            raise SpaceError(
+                f"{name} = {_shown(values[bad])} is outside {self.describe()}: values must lie in "
+                f"[{allowed[0]!r}, {allowed[-1]!r}]. Pass configurations from get_next_params, or add the value."
+            )
+        nearest = allowed[np.argmin(np.abs(allowed[None, :] - values[:, None]), axis=1)]
+        _snapped(name, self, values, nearest, "are not values" if np.size(values) > 1 else "is not a value")
+        return nearest
 
 
 # --------------------------------------------------------------------------
@@ -531,8 +655,43 @@ def sample_unit(space, key: jax.Array, n: int) -> jax.Array:
     return snap(space, jax.random.uniform(key, (n, n_dims(space))))
 
 
+def leaf_names(space, prefix: str = "params") -> list[str]:
+    """How a user writes each leaf of ``space``: ``params['lr']``, ``params['opt']['b1']``, ..."""
+    paths, _ = jax.tree_util.tree_flatten_with_path(space, is_leaf=_is_space)
+    return [prefix + jax.tree_util.keystr(path) for path, _ in paths]
+
+
+def check_values(space, X, prefix: str = "params") -> np.ndarray:
+    """Stored values ``(n, n_params)`` checked against ``space`` leaf by leaf (:meth:`Space.check`), as float64.
+
+    Raises :class:`~hyperoptax.errors.SpaceError` for a value outside its space (naming it as
+    ``prefix['name']``); values moved onto a space are reported by a warning.
+    """
+    leaves, _ = space_leaves(space)
+    X = np.array(X, np.float64, copy=True).reshape(-1, len(leaves))
+    for i, (leaf, name) in enumerate(zip(leaves, leaf_names(space, prefix))):
+        X[:, i] = leaf.check(X[:, i], name)
+    return X
+
+
+def _category_indices(leaf: DiscreteSpace, name: str, values) -> np.ndarray:
+    """Categories given as themselves (``"adam"``) -> their indices; indices pass through."""
+    array = np.asarray(values, dtype=object).reshape(-1)
+    if all(_is_real_number(v) or isinstance(v, (np.ndarray, jax.Array)) for v in array):
+        return np.asarray(values)
+    out = []
+    for v in array:
+        if v not in leaf.values:
+            raise SpaceError(f"{name} = {v!r} is not one of {list(leaf.values)!r}.")
+        out.append(leaf.values.index(v))
+    return np.asarray(out).reshape(np.shape(values))
+
+
 def flatten_params(space, params) -> jax.Array:
-    """A params pytree (leaves ``(n,)``) or an ``(n, n_params)`` array -> ``(n, n_params)`` float32."""
+    """A params pytree (leaves ``(n,)``) or an ``(n, n_params)`` array -> ``(n, n_params)`` float32.
+
+    A category may be given as its index or as itself (``"adam"``).
+    """
     leaves, treedef = space_leaves(space)
     if isinstance(params, (jax.Array, np.ndarray)):
         X = jnp.atleast_2d(jnp.asarray(params, float))
@@ -549,6 +708,12 @@ def flatten_params(space, params) -> jax.Array:
             f"params do not match the search space structure {treedef}: {err}. Pass the pytree "
             f"returned by get_next_params."
         ) from None
+    names = leaf_names(space)
+    param_leaves = [
+        _category_indices(leaf, names[i], p)
+        if isinstance(leaf, DiscreteSpace) and leaf.is_categorical and not isinstance(p, jax.Array) else p
+        for i, (leaf, p) in enumerate(zip(leaves, param_leaves))
+    ]
     return jnp.stack([jnp.atleast_1d(jnp.asarray(p, float)) for p in param_leaves], axis=-1)
 
 

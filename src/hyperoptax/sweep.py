@@ -26,7 +26,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from hyperoptax import spaces as sp
-from hyperoptax.errors import ObjectiveError
+from hyperoptax.errors import ObjectiveError, as_real
 
 __all__ = [
     "iteration_keys",
@@ -198,9 +198,9 @@ def _plain(value):
 
 
 def check_objective(func: Callable) -> None:
-    """Raise ObjectiveError unless ``func`` can be called as ``func(key, params)``."""
+    """Raise ObjectiveError unless ``func`` can be called as ``fn(key, config)``."""
     if not callable(func):
-        raise ObjectiveError(f"The objective must be callable as func(key, params), got {func!r}.")
+        raise ObjectiveError(f"The objective must be callable as fn(key, config), got {func!r}.")
     try:
         sig = inspect.signature(func)
     except (TypeError, ValueError):
@@ -212,23 +212,28 @@ def check_objective(func: Callable) -> None:
     varargs = any(p.kind == p.VAR_POSITIONAL for p in sig.parameters.values())
     if len(positional) > 2 or (len(positional) < 2 and not varargs):
         raise ObjectiveError(
-            f"The objective must have the signature func(key, params) -> scalar; "
+            f"The objective must have the signature fn(key, config) -> scalar; "
             f"{getattr(func, '__name__', func)!r} takes {len(positional)} required positional argument(s). "
-            f"Wrap it, e.g. lambda key, params: my_fn(params)."
+            f"Did you forget the key argument? Wrap it, e.g. lambda key, config: my_fn(config)."
         )
 
 
 def check_batch_output(out, n_parallel: int) -> None:
-    """Raise ObjectiveError unless the vmapped objective's output (or its shape) is ``(n_parallel,)`` floats."""
-    if not hasattr(out, "shape") or out.shape != (n_parallel,):
+    """Raise ObjectiveError unless the vmapped objective's output (or its shape) is ``(n_parallel,)`` floats.
+
+    ``(n_parallel, 1)`` (an objective returning a 1-element array) is accepted too: it holds one value per
+    configuration, and the loops reshape it.
+    """
+    if not hasattr(out, "shape") or out.shape not in ((n_parallel,), (n_parallel, 1)):
         raise ObjectiveError(
             f"The objective must return a scalar (shape ()), but under vmap it returned "
-            f"{getattr(out, 'shape', out)} for {n_parallel} configurations. If it returns shape (1,), "
-            f"call .squeeze() before returning; return a single metric, not a dict or tuple."
+            f"{getattr(out, 'shape', out)} for {n_parallel} configurations. Return a single metric per "
+            f"configuration, not a vector, dict or tuple."
         )
-    if not jnp.issubdtype(out.dtype, jnp.floating):
+    if not (jnp.issubdtype(out.dtype, jnp.floating) or jnp.issubdtype(out.dtype, jnp.integer)):
         raise ObjectiveError(
-            f"The objective must return a float, got dtype {out.dtype}. Cast it, e.g. jnp.float32(metric)."
+            f"The objective must return a real number (float or int), got dtype {out.dtype}. "
+            f"Cast it, e.g. jnp.float32(metric)."
         )
 
 
@@ -258,7 +263,7 @@ class BatchEvaluator:
                 check_batch_output(out, self.n_parallel)
                 self.compiled = batched
         if self.compiled:
-            return self.compiled(keys, params)
+            return self.compiled(keys, params).reshape(self.n_parallel)
         return jnp.asarray([self._call_one(keys[i], jax.tree.map(lambda p: p[i], params)) for i in range(self.n_parallel)])
 
     def _call_one(self, key, params):
@@ -267,7 +272,10 @@ class BatchEvaluator:
         except Exception as err:  # a crashed trial is a failed trial, not a crashed search
             logger.warning("trial failed with %s: %s; recorded as NaN", type(err).__name__, err)
             return float("nan")
-        arr = np.asarray(value)
-        if arr.size != 1:
-            raise ObjectiveError(f"The objective must return a scalar, got shape {arr.shape}.")
-        return float(arr.reshape(()))
+        number = as_real(value)  # numbers are numbers: Python, NumPy and JAX scalars, 1-element arrays
+        if number is None:
+            raise ObjectiveError(
+                f"The objective must return a real number (one scalar per configuration), got "
+                f"{type(value).__name__} {value!r:.80}{f' of shape {np.shape(value)}' if hasattr(value, 'shape') else ''}."
+            )
+        return number

@@ -204,6 +204,23 @@ class _ConfigChanged(Exception):
     pass
 
 
+class _Damaged(Exception):
+    """A step's files do not read back (missing, truncated, unparsable, failing their checksums)."""
+
+
+# What reading damaged files raises (Orbax, TensorStore, the JSON parser). Anything else -- a TypeError
+# or AttributeError from a bad template or a bug -- is not evidence against the checkpoint and propagates.
+_READ_ERRORS = (OSError, ValueError, KeyError, EOFError, RuntimeError)
+
+
+def _read(what: str, read: Callable):
+    """``read()``, with a read failure reported as damage to the step."""
+    try:
+        return read()
+    except _READ_ERRORS as err:
+        raise _Damaged(f"{what}: {type(err).__name__}: {err}") from err
+
+
 # ---------------------------------------------------------------------------
 
 
@@ -338,6 +355,12 @@ class SweepCheckpointer:
             structure of the states differ).
         """
         self.wait_until_finished()
+        # The templates are checked before any step is read: an error in them (or in this code) is raised
+        # as it is and never taken for a damaged checkpoint, so nothing is moved aside.
+        for template in (search_template, population_template):
+            if template is not None:
+                for path, leaf in _leaf_entries(template):
+                    _restore_target(leaf, _template_entry(path, leaf))
         steps = self.all_steps()
         if step is not None:
             if step not in steps:
@@ -348,11 +371,8 @@ class SweepCheckpointer:
                 return self._restore_step(step, search_template, population_template)
             except _ConfigChanged as err:
                 raise CheckpointError(str(err)) from None
-            except Exception as err:
-                raise CheckpointError(
-                    f"Checkpoint step {step} in {self.directory} is unreadable "
-                    f"({type(err).__name__}: {err})."
-                ) from err
+            except _Damaged as err:
+                raise CheckpointError(f"Checkpoint step {step} in {self.directory} is unreadable ({err}).") from err
         if not steps:
             raise CheckpointError(f"No checkpoint to restore in {self.directory}.")
         failures = []
@@ -361,36 +381,38 @@ class SweepCheckpointer:
                 restored = self._restore_step(candidate, search_template, population_template)
             except _ConfigChanged as err:
                 raise CheckpointError(str(err)) from None
-            except Exception as err:  # any read failure means this step is damaged
+            except _Damaged as err:  # only a failure to read the step's files counts against it
                 logger.warning(
-                    "Checkpoint step %d in %s is corrupt or truncated and will be skipped: %s: %s",
-                    candidate, self.directory, type(err).__name__, err,
+                    "Checkpoint step %d in %s is corrupt or truncated and will be skipped: %s",
+                    candidate, self.directory, err,
                 )
                 failures.append((candidate, err))
                 continue
             for bad_step, _ in failures:
                 self._quarantine(bad_step)
             return restored
-        details = "; ".join(f"step {s}: {type(e).__name__}: {e}" for s, e in failures)
+        details = "; ".join(f"step {s}: {e}" for s, e in failures)
         raise CheckpointError(
             f"None of the checkpoints in {self.directory} could be restored ({details}). "
             f"{_FRESH_HINT}"
         )
 
     def _restore_step(self, step, search_template, population_template) -> Restored:
-        header = self._manager.restore(
+        header = _read("reading the manifest and metadata", lambda: self._manager.restore(
             step,
             args=ocp.args.Composite(
                 **{_MANIFEST_ITEM: ocp.args.JsonRestore(), _METADATA_ITEM: ocp.args.JsonRestore()}
             ),
-        )
+        ))
         manifest = header[_MANIFEST_ITEM]
         metadata = header[_METADATA_ITEM]
         if not isinstance(manifest, dict) or manifest.get("format") != _FORMAT_VERSION:
-            raise ValueError(f"unrecognised manifest {manifest!r:.200}")
+            raise _Damaged(f"unrecognised manifest {manifest!r:.200}")
         if not isinstance(metadata, dict):
-            raise ValueError(f"metadata is {type(metadata).__name__}, not a dict")
-        stored_items = manifest["items"]
+            raise _Damaged(f"metadata is {type(metadata).__name__}, not a dict")
+        stored_items = manifest.get("items")
+        if not isinstance(stored_items, dict):
+            raise _Damaged(f"the manifest has no items: {manifest!r:.200}")
 
         templates = {"search": search_template}
         if population_template is not None and "population" in stored_items:
@@ -404,7 +426,10 @@ class SweepCheckpointer:
             if stored is None:
                 problems.append(f"the checkpoint holds no {name} state")
                 continue
-            mismatch = _describe_mismatch(name, expected, stored)
+            try:
+                mismatch = _describe_mismatch(name, expected, stored)
+            except (KeyError, TypeError, AttributeError) as err:  # the manifest on disk, not the template
+                raise _Damaged(f"malformed manifest entry for {name}: {type(err).__name__}: {err}") from err
             problems.extend(mismatch)
             if not mismatch:
                 plans[name] = (template, entries, stored)
@@ -425,7 +450,7 @@ class SweepCheckpointer:
             for name, (_, entries, stored) in plans.items()
             if entries
         }
-        arrays = self._manager.restore(step, args=ocp.args.Composite(**args)) if args else {}
+        arrays = _read("reading the arrays", lambda: self._manager.restore(step, args=ocp.args.Composite(**args))) if args else {}
 
         states = {}
         for name, (template, entries, stored) in plans.items():
@@ -433,11 +458,11 @@ class SweepCheckpointer:
             for i, ((path, leaf), entry) in enumerate(zip(entries, stored)):
                 value = arrays[name][f"leaf_{i:05d}"]
                 if list(np.shape(value)) != list(_restore_target(leaf, entry).shape):
-                    raise ValueError(f"{name}{path} came back with shape {np.shape(value)}")
+                    raise _Damaged(f"{name}{path} came back with shape {np.shape(value)}")
                 if entry.get("crc32") is not None:
                     crc = _crc32(value)
                     if crc is not None and crc != entry["crc32"]:
-                        raise ValueError(f"{name}{path}: checksum mismatch (data corrupted on disk)")
+                        raise _Damaged(f"{name}{path}: checksum mismatch (data corrupted on disk)")
                 new_leaves.append(_from_stored(leaf, value, entry))
             treedef = jax.tree_util.tree_structure(template)
             states[name] = jax.tree_util.tree_unflatten(treedef, new_leaves)

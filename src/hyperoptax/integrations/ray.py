@@ -46,19 +46,11 @@ except ImportError as err:  # pragma: no cover - depends on the environment
     ) from err
 
 from hyperoptax import spaces as sp
-from hyperoptax.errors import ConfigurationError
+from hyperoptax.errors import ConfigurationError, as_real
 from hyperoptax.schedulers import Scheduler
 from hyperoptax.searchers import GPFIFOSearcher
 
 __all__ = ["HyperoptaxSearch", "HyperoptaxScheduler", "from_ray_space"]
-
-
-def _number(value) -> float | None:
-    """A metric as a float (NumPy and JAX scalars included), or None if it is not a number."""
-    try:
-        return float(value)
-    except (TypeError, ValueError):
-        return None
 
 
 def _convert(name: str, domain):
@@ -154,19 +146,26 @@ class HyperoptaxSearch(Searcher):
         searcher = self._require()
         if searcher.resource_attr is None:
             return
-        value, resource = _number(result.get(self._metric)), _number(result.get(searcher.resource_attr))
+        value, resource = as_real(result.get(self._metric)), as_real(result.get(searcher.resource_attr))
         if value is not None and math.isfinite(value) and resource is not None:
-            searcher.on_trial_result(trial_id, None, {self._metric: value, searcher.resource_attr: resource})
+            searcher.on_trial_result(trial_id, None, {self._metric: value, searcher.resource_attr: resource,
+                                                      **self._cost(result)})
 
     def on_trial_complete(self, trial_id: str, result: dict | None = None, error: bool = False) -> None:
         searcher = self._require()
-        value = None if (error or not result) else _number(result.get(self._metric))
+        # Numbers are numbers: a metric reported as np.float32 or a 0-d JAX array counts.
+        value = None if (error or not result) else as_real(result.get(self._metric))
         if value is None or not math.isfinite(value):
             searcher.evaluation_failed(trial_id)
         elif searcher.resource_attr is None:
-            searcher.on_trial_result(trial_id, None, {self._metric: value})
+            searcher.on_trial_result(trial_id, None, {self._metric: value, **self._cost(result)})
         else:  # its results arrived through on_trial_result; it is no longer pending
             searcher.on_trial_complete(trial_id)
+
+    def _cost(self, result: dict) -> dict:
+        """``{cost_attr: result[cost_attr]}`` when the searcher reads a cost and the result has one."""
+        name = self._require().cost_attr
+        return {name: result[name]} if name is not None and name in result else {}
 
     def get_state(self) -> dict:
         return {
@@ -244,7 +243,7 @@ class HyperoptaxScheduler(FIFOScheduler):
 
     def on_trial_result(self, tune_controller, trial, result: dict) -> str:
         ours, target = self._trials[trial.trial_id]
-        steps, value = _number(result.get(self._time_attr)), _number(result.get(self._metric))
+        steps, value = as_real(result.get(self._time_attr)), as_real(result.get(self._metric))
         if steps is None or value is None:
             return TrialScheduler.CONTINUE
         if math.isfinite(value) and steps < target:
