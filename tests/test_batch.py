@@ -39,7 +39,7 @@ def _problem(key, pending=None, acquisition=hx.LogEI(), n_parallel=P, params=PAR
         return jax.random.uniform(key, (64, 2))
 
     def find(score, key, posterior):
-        return acqopt.maximize(score, candidates(key, posterior), 1, 3, lambda V: V)
+        return acqopt.maximize(score, candidates(key, posterior), 0, 0, lambda V: V)  # candidates only: compiles fast
 
     return bt.BatchProblem(
         kernel=KERNEL, jitter=1e-6, acquisition=acquisition, hallucination=hx.SampleHallucination(),
