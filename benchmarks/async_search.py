@@ -17,7 +17,6 @@ import argparse
 import functools
 import heapq
 import json
-import re
 import sys
 import time
 from pathlib import Path
@@ -26,6 +25,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from functions import FUNCTIONS  # noqa: E402
+from sections import write_section  # noqa: E402
 
 import hyperoptax as hx  # noqa: E402
 
@@ -111,17 +111,6 @@ def simulate(method_cls, f, seed, budget, workers):
     return f.regret(best), ask_times
 
 
-def write_section(text: str) -> None:
-    path = HERE / "RESULTS.md"
-    old = path.read_text() if path.exists() else "# Benchmark results\n"
-    section = f"<!-- async:begin -->\n{text.rstrip()}\n<!-- async:end -->"
-    if "<!-- async:begin -->" in old:
-        new = re.sub(r"<!-- async:begin -->.*?<!-- async:end -->", lambda m: section, old, flags=re.S)
-    else:
-        new = old.rstrip() + "\n\n" + section + "\n"
-    path.write_text(new)
-
-
 def main(argv=None):
     ap = argparse.ArgumentParser()
     ap.add_argument("--functions", nargs="+", default=list(DEFAULT_FUNCTIONS))
@@ -178,7 +167,7 @@ def main(argv=None):
         (HERE / "results").mkdir(exist_ok=True)
         (HERE / "results" / "async.json").write_text(json.dumps(
             {f"{k[0]}/{k[1]}": v for k, v in raw.items()}, indent=1))
-        write_section(text)
+        write_section("async", text)
 
 
 if __name__ == "__main__":

@@ -32,9 +32,9 @@ import subprocess
 import sys
 import time
 
+from sections import RESULTS, write_section
+
 HERE = os.path.dirname(os.path.abspath(__file__))
-RESULTS = os.path.join(HERE, "RESULTS.md")
-BEGIN, END = "<!-- population:begin -->", "<!-- population:end -->"
 METHODS = {"a": "(a) population, one jitted call", "b": "(b) python loop over jitted steps", "c": "(c) one jitted scan per model"}
 
 
@@ -211,17 +211,6 @@ def _speedups(rows) -> str:
     return "\n".join(out)
 
 
-def _write_results(section: str):
-    text = open(RESULTS).read() if os.path.exists(RESULTS) else "# Benchmark results\n"
-    block = f"{BEGIN}\n{section}\n{END}"
-    if BEGIN in text and END in text:
-        text = text[: text.index(BEGIN)] + block + text[text.index(END) + len(END) :]
-    else:
-        text = text.rstrip("\n") + "\n\n" + block + "\n"
-    with open(RESULTS, "w") as f:
-        f.write(text)
-
-
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--sizes", default="1,4,16,64")
@@ -277,7 +266,7 @@ def main():
         ]
     )
     if not args.no_write:
-        _write_results(section)
+        write_section("population", section)
         print(f"\nwrote the population section of {RESULTS}")
 
 

@@ -39,13 +39,16 @@ from hyperoptax.integrations.flax.scheduled import ScheduledPopulation  # noqa: 
 from hyperoptax.schedulers import OptimizerRefills, RandomRefills, Scheduler  # noqa: E402
 
 T, SLOTS, FULL_TRAININGS = 81, 4, 24
-SMALL_GP = dict(hx.RECOMMENDED)
 
 
-def _refills(kind, capacity):
+def _refills(kind, capacity, seed=0, space=None, max_steps=T):
+    space = curves.SPACE if space is None else space
     if kind == "random":
-        return RandomRefills(curves.SPACE)
-    return OptimizerRefills(hx.BayesianSearch, curves.SPACE, capacity, **SMALL_GP, n_parallel=SLOTS)
+        return RandomRefills(space)
+    if kind == "mobster":
+        return hx.GPFIFOSearcher(space, "metric", "max", random_seed=seed, resource_attr="steps",
+                                 max_resource=max_steps)
+    return OptimizerRefills(hx.BayesianSearch, space, capacity, **hx.RECOMMENDED, n_parallel=SLOTS)
 
 
 # name -> (refills, scheduler options)
@@ -54,13 +57,15 @@ SYNTHETIC_METHODS = {
     "full-random": ("random", dict(min_steps=T)),
     "asha-gp": ("gp", dict()),
     "asha-random": ("random", dict()),
+    "asha-mobster": ("mobster", dict()),
     "hyperband-gp": ("gp", dict(n_brackets=3)),
+    "asha-gp-plain": ("gp", dict(min_pairs=0)),
 }
 
 
 def synthetic_run(method, regime, seed):
     kind, options = SYNTHETIC_METHODS[method]
-    scheduler = Scheduler(_refills(kind, FULL_TRAININGS * SLOTS * 3), max_steps=T, eta=3, seed=seed, **options)
+    scheduler = Scheduler(_refills(kind, FULL_TRAININGS * SLOTS * 3, seed), max_steps=T, eta=3, seed=seed, **options)
     trainer = curves.CurveTrainer(regime, T, seed)
     population = ScheduledPopulation(trainer, scheduler, curves.SPACE, SLOTS, FULL_TRAININGS * T,
                                      jax.random.key(seed))
@@ -153,6 +158,7 @@ DIGITS_METHODS = {
     "a: full fidelity": ("gp", dict(min_steps=MAX_STEPS, min_pairs=0)),
     "b: ASHA + GP refills": ("gp", dict()),
     "c: ASHA + random refills": ("random", dict()),
+    "b': ASHA + GPFIFO refills (MOBSTER)": ("mobster", dict()),
 }
 
 
@@ -175,11 +181,7 @@ class Trace:
 
 def hyperoptax_run(method, trainer, seed):
     kind, options = DIGITS_METHODS[method]
-    if kind == "random":
-        refills = RandomRefills(DIGITS_SPACE)
-    else:
-        refills = OptimizerRefills(hx.BayesianSearch, DIGITS_SPACE, DIGITS_TRAININGS * DIGITS_SLOTS * 3,
-                                   **hx.RECOMMENDED, n_parallel=DIGITS_SLOTS)
+    refills = _refills(kind, DIGITS_TRAININGS * DIGITS_SLOTS * 3, seed, DIGITS_SPACE, MAX_STEPS)
     scheduler = Scheduler(refills, max_steps=MAX_STEPS, eta=3, seed=seed, **options)
     population = ScheduledPopulation(trainer, scheduler, DIGITS_SPACE, DIGITS_SLOTS, DIGITS_TRAININGS * MAX_STEPS,
                                      jax.random.key(seed))
@@ -321,19 +323,33 @@ def main(argv=None):
     ap.add_argument("--methods", nargs="+", default=None)
     ap.add_argument("--no-write", action="store_true")
     args = ap.parse_args(argv)
-    sections = []
+    command = "python benchmarks/schedulers.py --part {}"
     if args.part in ("synthetic", "both"):
         seeds = args.seeds or 30
         methods = args.methods or list(SYNTHETIC_METHODS)
-        sections.append(synthetic_table(synthetic(seeds, methods), seeds, methods))
+        _emit("schedulers-synthetic", synthetic_table(synthetic(seeds, methods), seeds, methods),
+              command.format("synthetic"), args.no_write)
     if args.part in ("digits", "both"):
         seeds = args.seeds or 10
         methods = args.methods or [*DIGITS_METHODS, "d: Optuna TPE + Hyperband"]
-        sections.append(digits_table(digits(seeds, methods), seeds))
-    text = "\n\n".join(sections)
+        _emit("schedulers-digits", digits_table(digits(seeds, methods), seeds), command.format("digits"),
+              args.no_write)
+
+
+def _emit(section, table, command, no_write):
+    text = f"{table}\n\nCommand: `{command}`; machine: {_machine()}."
     print(text)
-    if not args.no_write:
-        write_section("schedulers", "## Early stopping (`benchmarks/schedulers.py`)\n\n" + text)
+    if not no_write:
+        write_section(section, text)
+
+
+def _machine() -> str:
+    import os
+    import platform
+
+    load = os.getloadavg()[0]
+    return (f"{os.cpu_count()} cores ({platform.processor() or platform.machine()}), jax {jax.__version__} "
+            f"({jax.default_backend()}), load average {load:.1f} at the end (a shared machine)")
 
 
 if __name__ == "__main__":

@@ -7,6 +7,7 @@ import re
 from pathlib import Path
 
 RESULTS_MD = Path(__file__).resolve().parent / "RESULTS.md"
+RESULTS = str(RESULTS_MD)
 
 
 def write_section(name: str, text: str, path: Path = RESULTS_MD) -> None:

@@ -45,6 +45,20 @@ def test_quickstart(tmp_path):
 
 
 @pytest.mark.slow
+def test_pbt():
+    out = run("pbt.py")
+    assert out.count("steps ") >= 8 and "its schedule:" in out and "replayed alone: accuracy" in out
+
+
+@pytest.mark.slow
 def test_early_stopping():
     out = run("early_stopping.py")
     assert "population:" in out and "3 programs compiled" in out and "ask/tell: best" in out
+
+
+@pytest.mark.slow
+def test_ray_early_stopping():
+    out = run("ray_early_stopping.py")
+    for name in ("ray-asha", "hyperoptax-scheduler"):
+        line = next(l for l in out.splitlines() if l.startswith(name + ":"))
+        assert "16 trials" in line and " 0 stopped early" not in line, line

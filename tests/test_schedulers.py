@@ -172,17 +172,108 @@ def test_reports_out_of_order_are_refused():
         scheduler.report(trial.trial_id, 3, 0.5)
 
 
-def test_bayesian_refills_model_the_highest_rung_with_enough_data():
-    refills = OptimizerRefills(hx.BayesianSearch, SPACE, capacity=32, min_points=4, n_parallel=2,
-                               n_candidates=64, n_restarts=1, n_lbfgs_steps=2, n_hparam_steps=5)
-    scheduler = _run(Scheduler(refills, max_steps=27, min_steps=1, eta=3, seed=0), 12)
+def _refills():
+    return OptimizerRefills(hx.BayesianSearch, SPACE, capacity=32, min_points=4, n_parallel=2,
+                            n_candidates=64, n_restarts=1, n_lbfgs_steps=2, n_hparam_steps=5)
+
+
+@pytest.mark.parametrize("crossing", [False, True])
+def test_bayesian_refills_model_the_lowest_rung_that_ranks_like_the_top(crossing):
+    refills = _refills()
+    for t in range(8):  # every trial reports at every rung: 8 pairs per link
+        config = {"lr": 10.0 ** (-1 - 3 * t / 8), "width": 8 + t}
+        for steps in (1, 3, 9):
+            # Without crossing the ranking is the same at every rung; with it, it reverses at the top.
+            metric = t * steps if not (crossing and steps == 9) else -t * steps
+            refills.observe(t, config, steps, float(metric))
+    assert refills.model_level() == (9 if crossing else 1)
     state = refills._rung_state()
-    per_rung = {steps: sum(o[1] == steps for o in refills.observations) for steps in (1, 3, 9, 27)}
-    highest = max(steps for steps, n in per_rung.items() if n >= 4)
-    assert int(state.mask.sum()) == per_rung[highest]
-    rows = sorted(float(v) for v in state.y[: per_rung[highest]])
-    assert rows == sorted(np.float32(o[2]) for o in refills.observations if o[1] == highest)
+    assert int(state.mask.sum()) == 8
+    level = refills.model_level()
+    np.testing.assert_allclose(sorted(np.asarray(state.y[:8])),
+                               sorted(o[2] for o in refills.observations if o[1] == level))
+
+
+def test_bayesian_refills_propose_inside_the_space():
+    refills = _refills()
+    scheduler = _run(Scheduler(refills, max_steps=27, min_steps=1, eta=3, seed=0), 12)
+    assert refills.model_level() in (1, 3, 9, 27)
     new = scheduler.ask_batch(3)
     assert len({t.trial_id for t in new}) == 3
     for t in new:
         assert 1e-4 <= t.config["lr"] <= 1e-1 and 8 <= t.config["width"] <= 64 and isinstance(t.config["width"], int)
+
+
+# --- GPFIFOSearcher refills: the resource as a GP input (MOBSTER) ---------------------------------------
+
+
+def test_multi_fidelity_searcher_needs_its_full_resource():
+    with pytest.raises(ConfigurationError, match="pass max_resource="):
+        hx.GPFIFOSearcher(SPACE, "acc", "max", resource_attr="steps")
+    searcher = hx.GPFIFOSearcher(SPACE, "acc", "max", resource_attr="steps", max_resource=27, random_seed=0)
+    config = searcher.get_config(trial_id=0)
+    with pytest.raises(ConfigurationError, match="has no 'steps'"):
+        searcher.on_trial_result(0, config, {"acc": 0.5})
+    with pytest.raises(ConfigurationError, match=r"steps=81.0 is outside \[1, max_resource=27\]"):
+        searcher.on_trial_result(0, config, {"acc": 0.5, "steps": 81})
+
+
+def test_multi_fidelity_observations_keep_the_trial_pending_until_it_completes():
+    import json
+
+    searcher = hx.GPFIFOSearcher(SPACE, "acc", "max", resource_attr="steps", max_resource=27, random_seed=0)
+    config = searcher.get_config(trial_id=0)
+    for steps, acc in ((1, 0.2), (3, 0.4)):
+        searcher.on_trial_result(0, config, {"acc": acc, "steps": steps})
+    trial = searcher._trials[0]
+    assert trial["status"] == "pending" and [o["resource"] for o in trial["observations"]] == [1.0, 3.0]
+    state = json.loads(json.dumps(searcher.get_state()))
+    assert state["trials"][0]["observations"] == [[1.0, 0.2], [3.0, 0.4]]
+    clone = searcher.clone_from_state(state)
+    assert clone._trials[0]["status"] == "pending" and len(clone._trials[0]["observations"]) == 2
+    searcher.on_trial_complete(0)
+    assert searcher._trials[0]["status"] == "observed"
+
+
+def test_multi_fidelity_searcher_learns_from_low_resources():
+    # Quality peaks at lr = 1e-2; curves saturate (1 - exp(-steps / 4)), so low resources rank configurations
+    # like the full one. Most observations are at 1 and 3 steps, few at 27: the GP (the resource as its last
+    # input) still finds the peak.
+    space = {"lr": hx.LogSpace(1e-4, 1.0)}
+    searcher = hx.GPFIFOSearcher(space, "acc", "max", resource_attr="steps", max_resource=27, random_seed=0,
+                                 num_init_random=12)
+    curve = lambda lr, steps: math.exp(-((math.log10(lr) + 2.0) ** 2)) * (1 - math.exp(-steps / 4))
+    for t in range(12):
+        config = searcher.get_config(trial_id=t)
+        for steps in ((1, 3) if t % 4 else (1, 3, 9, 27)):
+            searcher.on_trial_result(t, config, {"acc": curve(config["lr"], steps), "steps": steps})
+        searcher.on_trial_complete(t)
+    proposals = [searcher.get_config(trial_id=12 + i)["lr"] for i in range(3)]
+    assert min(abs(math.log10(lr) + 2.0) for lr in proposals) < 0.3, proposals
+
+
+def test_searcher_refills_drive_the_scheduler():
+    searcher = hx.GPFIFOSearcher(SPACE, "acc", "max", resource_attr="steps", max_resource=27, random_seed=0)
+    scheduler = _run(Scheduler(searcher, max_steps=27, min_steps=1, eta=3, seed=0), 10)
+    assert {t["status"] for t in scheduler.trials.values()} <= {"completed", "stopped"}
+    states = {t["status"] for t in searcher._trials.values()}
+    assert states == {"observed"}  # every trial left training, all of its rungs are data
+    n_reports = sum(len(t["curve"]) for t in scheduler.trials.values())
+    assert sum(len(t["observations"]) for t in searcher._trials.values()) == n_reports
+
+
+def test_grace_and_audits_continue_whatever_their_rank():
+    rule = SuccessiveHalving(9, 1, 3, grace=2, audit=4)  # rungs 1, 3, 9
+    state = rule.init(16)
+    # Rung 1 (the first): the first 2 continue; then the plain rule; the 4th and 8th arrivals are audited.
+    decisions = []
+    for value in [0.1, 0.05, 0.01, 0.02, 0.03, 0.04, 0.0, 0.0]:
+        state, code = _decide(rule, state, 0, 1, value)
+        decisions.append(code)
+    assert decisions == [CONTINUE, CONTINUE, STOP, CONTINUE, STOP, STOP, STOP, CONTINUE]
+    # Rung 3 is no first rung: no grace, but audits (the 4th arrival).
+    decisions = []
+    for value in [0.9, 0.1, 0.1, 0.1]:
+        state, code = _decide(rule, state, 0, 3, value)
+        decisions.append(code)
+    assert decisions == [CONTINUE, STOP, STOP, CONTINUE]

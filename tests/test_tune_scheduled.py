@@ -29,6 +29,7 @@ def scheduled(optimizer="bayesian", scheduler="asha", **options):
     config.search.n_parallel, config.search.n_iterations = 2, 3
     config.search.space = {"learning_rate": "log(1e-3, 1.0)", "weight_decay": "log(1e-5, 1e-2)"}
     config.scheduler.min_steps = 3
+    config.scheduler.min_pairs = 0  # plain ASHA: this small budget would otherwise go to the first trials
     config.output.plots = False
     for key, value in options.items():
         config.scheduler[key] = value
@@ -134,6 +135,7 @@ def get_config():
     c.search.n_parallel, c.search.n_iterations = 2, 4
     c.search.space = {"learning_rate": "log(1e-3, 1.0)", "weight_decay": "log(1e-5, 1e-2)"}
     c.scheduler.min_steps = 3
+    c.scheduler.min_pairs = 0
     c.output.plots = False
     return c
 """
@@ -156,6 +158,22 @@ def _rows(workdir):
         return [{k: v for k, v in r.items() if k != "duration_s"} for r in csv.DictReader(f)]
 
 
+def sigkill_after_checkpoint(command, checkpoints, step):
+    """Run ``command`` and SIGKILL it as soon as ``checkpoints`` holds a step >= ``step``."""
+    proc = subprocess.Popen(command, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 300
+    try:
+        while time.monotonic() < deadline and proc.poll() is None:
+            steps = [n for n in os.listdir(checkpoints) if n.isdigit()] if checkpoints.is_dir() else []
+            if steps and max(map(int, steps)) >= step:
+                os.kill(proc.pid, signal.SIGKILL)
+                break
+            time.sleep(0.01)
+    finally:
+        proc.wait(timeout=60)
+    assert proc.returncode == -signal.SIGKILL, proc.stderr.read()[-2000:]
+
+
 @pytest.mark.slow
 def test_sigkill_mid_sweep_then_resume_equals_the_uninterrupted_run(tmp_path):
     config = tmp_path / "tiny.py"
@@ -165,20 +183,7 @@ def test_sigkill_mid_sweep_then_resume_equals_the_uninterrupted_run(tmp_path):
     assert full.returncode == 0, full.stderr[-2000:]
 
     workdir = tmp_path / "killed"
-    proc = subprocess.Popen([*command, "--workdir", str(workdir)], cwd=ROOT, stdout=subprocess.DEVNULL,
-                            stderr=subprocess.PIPE, text=True)
-    ckpt = workdir / "checkpoints"
-    deadline = time.monotonic() + 300
-    try:
-        while time.monotonic() < deadline and proc.poll() is None:
-            steps = [n for n in os.listdir(ckpt) if n.isdigit()] if ckpt.is_dir() else []
-            if steps and max(map(int, steps)) >= 4:
-                os.kill(proc.pid, signal.SIGKILL)
-                break
-            time.sleep(0.01)
-    finally:
-        proc.wait(timeout=60)
-    assert proc.returncode == -signal.SIGKILL, proc.stderr.read()[-2000:]
+    sigkill_after_checkpoint([*command, "--workdir", str(workdir)], workdir / "checkpoints", 4)
     resumed = subprocess.run([*command, "--workdir", str(workdir)], cwd=ROOT, capture_output=True, text=True)
     assert resumed.returncode == 0, resumed.stderr[-2000:]
     assert _rows(workdir) == _rows(tmp_path / "full")

@@ -93,15 +93,22 @@ ACQUISITIONS = {
 }
 
 
-def model_config(names: list, leaves: tuple, options: dict) -> ModelConfig:
+def model_config(names: list, leaves: tuple, options: dict, resource: sp.Space | None = None) -> ModelConfig:
     """The model of a searcher over ``leaves`` (named ``names``) with (checked) ``options``.
 
     ``matern52-ard`` is Matérn-5/2 with one length scale per coordinate,
     ``matern52-noard`` one shared length scale. With transfer learning the
     task's one-hot coordinates get their own (tied) Matérn-5/2, multiplied in
     (``matern52_product``) or left out (``matern52_same``).
+
+    ``resource`` (multi-fidelity, MOBSTER-style): a space of the resource (training steps, epochs), the
+    model's last input; the search box fixes it at its top, so new configurations are proposed where they
+    count, at the full resource.
     """
     lo, hi = _search_box(names, leaves, options)
+    if resource is not None:
+        leaves = (*leaves, resource)
+        lo, hi = np.append(lo, 1.0), np.append(hi, 1.0)
     dims = np.arange(len(lo))
     task_dims = np.zeros(len(lo), bool)
     tl = options["transfer_learning_task_attr"]

@@ -16,6 +16,14 @@ based suggestion hands fixed-size, padded arrays to the jitted model step in
 The searcher minimizes an internal criterion: the metric for ``mode="min"``,
 ``map_reward(metric)`` for ``mode="max"``.
 
+**Multi-fidelity** (``resource_attr`` and ``max_resource`` set; MOBSTER, Klein et al. 2020): a result that
+carries ``result[resource_attr]`` (training steps, epochs: at least 1, at most ``max_resource``) is an
+observation of the trial at that resource; the trial stays pending (fantasized) until
+:meth:`~GPFIFOSearcher.on_trial_complete`. The GP takes the resource, on a log scale, as its last input and
+learns how far low resources predict the full one (a long length scale where rankings hold, a short one
+where curves cross); new configurations are proposed at ``max_resource``, where the running trials are
+fantasized.
+
 Its arithmetic is float64 whatever ``jax_enable_x64`` says (as in Syne Tune and
 Optuna). Near an optimum the targets differ by a few 1e-4 of their standard
 deviation while the fitted amplitude and tiny noise give the Gram matrix a
@@ -72,8 +80,10 @@ DEFAULT_OPTIONS: dict[str, Any] = dict(
     transfer_learning_model="matern52_product",
     resource_attr=None,
     cost_attr=None,
+    max_resource=None,
 )
-"""Every option of :class:`GPFIFOSearcher` with its default (Syne Tune's ``gp_fifo_searcher_defaults``)."""
+"""Every option of :class:`GPFIFOSearcher` with its default (Syne Tune's ``gp_fifo_searcher_defaults``; plus
+``max_resource``, the full resource of a multi-fidelity search, which Syne Tune's schedulers pass in)."""
 
 _BASE_KERNELS = ("matern52-ard", "matern52-noard")
 _INITIAL_SCORING = ("thompson_indep", "acq_func")
@@ -171,7 +181,8 @@ class GPFIFOSearcher:
             [isinstance(leaf, sp.LinearSpace) and np.dtype(leaf.dtype).kind == "f" for leaf in self._leaves]
         )
         self._map_reward = _parse_map_reward(opts["map_reward"]) if mode == "max" else (lambda x: x)
-        self._cfg = fm.model_config(self._names, self._leaves, opts)
+        self._resource = None if opts["resource_attr"] is None else sp.LogSpace(1, max(opts["max_resource"], 2))
+        self._cfg = fm.model_config(self._names, self._leaves, opts, self._resource)
         self._seed = int(np.random.default_rng().integers(2**31)) if random_seed is None else int(random_seed)
         self._counter = 0
         self._trials: dict[Any, dict] = {}
@@ -225,6 +236,16 @@ class GPFIFOSearcher:
                     f"config_space.{closest(tl, self._config_space)}"
                 )
             check_choice("transfer_learning_active_task", o["transfer_learning_active_task"], space.values)
+        if o["resource_attr"] is not None:
+            if not isinstance(o["resource_attr"], str):
+                raise ConfigurationError(f"resource_attr must be the name (str) of the resource in results, got "
+                                         f"{o['resource_attr']!r}.")
+            if o["max_resource"] is None:
+                raise ConfigurationError(
+                    f"resource_attr={o['resource_attr']!r} makes a multi-fidelity searcher, which proposes at the "
+                    f"full resource: pass max_resource= (e.g. the most training steps a trial takes)."
+                )
+            check_positive_int("max_resource", o["max_resource"])
 
     # --- configurations -----------------------------------------------------
 
@@ -247,11 +268,18 @@ class GPFIFOSearcher:
                 row.append(float(leaf.values.index(value)))
             else:
                 row.append(float(value))
-        snapped = np.asarray(fm.canonical(self._cfg, jnp.asarray([row])), np.float64)[0]
+        snapped = np.asarray(fm.canonical(self._cfg, jnp.asarray([self._with_resource(row)])), np.float64)[0]
+        snapped = snapped[: len(row)]
         # Continuous values are kept as given (clipped): a float32 exp(log(x)) trip could move them by an
         # ulp, and a searcher rebuilt from its JSON state must see bit-identical data.
         raw = np.clip(row, [leaf.lower_bound for leaf in self._leaves], [leaf.upper_bound for leaf in self._leaves])
         return np.where(self._continuous, raw, snapped)
+
+    def _with_resource(self, values, resource=None) -> list:
+        """Stored values, and the resource (default: the full one) as the model's last input if it has one."""
+        if self._resource is None:
+            return list(values)
+        return [*values, self._options["max_resource"] if resource is None else resource]
 
     def _config(self, values: np.ndarray) -> dict:
         params = {n: leaf.to_python(v) for n, leaf, v in zip(self._names, self._leaves, values)}
@@ -308,10 +336,15 @@ class GPFIFOSearcher:
 
     @_float64
     def register_pending(self, trial_id, config: dict) -> None:
-        """Mark ``config`` as being evaluated by ``trial_id`` (fantasized until its result arrives)."""
+        """Mark ``config`` as being evaluated by ``trial_id`` (fantasized until its result arrives).
+
+        A pending trial registered again with another configuration now runs that one.
+        """
         trial = self._trials.get(trial_id)
         if trial is None or trial["status"] != "pending":
             self._record(trial_id, config, "pending")
+        elif self._key(self._values(config)) != trial["key"]:
+            self._record(trial_id, config, "pending", observations=trial["observations"])
 
     @_float64
     def on_trial_result(self, trial_id, config: dict, result: dict) -> None:
@@ -336,7 +369,38 @@ class GPFIFOSearcher:
                 f"(trial {trial_id!r}). For mode='max' choose map_reward='<a>_minus_x' with a > every metric value; "
                 f"for mode='min' shift the metric, or set boxcox_transform=False."
             )
-        self._record(trial_id, config, "observed", metric=value, criterion=criterion)
+        if self._resource is None:
+            self._record(trial_id, config, "observed", metric=value, criterion=criterion)
+            return
+        resource = self._resource_of(trial_id, result)
+        previous = self._trials.get(trial_id)
+        observations = list(previous["observations"]) if previous is not None else []
+        observations.append(dict(resource=resource, metric=value, criterion=criterion, x=None))
+        status = previous["status"] if previous is not None and previous["status"] != "failed" else "pending"
+        self._record(trial_id, config, status, metric=value, criterion=criterion, observations=observations)
+
+    def _resource_of(self, trial_id, result) -> float:
+        name, top = self._options["resource_attr"], self._options["max_resource"]
+        if name not in result:
+            raise ConfigurationError(
+                f"on_trial_result for trial {trial_id!r}: the result {list(result)!r} has no {name!r}, the resource "
+                f"this multi-fidelity searcher reads (resource_attr).{closest(name, result)}"
+            )
+        resource = float(result[name])
+        if not 1 <= resource <= top:
+            raise ConfigurationError(
+                f"on_trial_result for trial {trial_id!r}: {name}={resource!r} is outside [1, max_resource={top}]."
+            )
+        return resource
+
+    def on_trial_complete(self, trial_id) -> None:
+        """A multi-fidelity trial has stopped training (completed or stopped early): it is no longer pending;
+        its observations stay data. Without ``resource_attr`` the result of :meth:`on_trial_result` is final
+        and this does nothing."""
+        trial = self._trials.get(trial_id)
+        if self._resource is None or trial is None or trial["status"] != "pending":
+            return
+        trial["status"] = "observed" if trial["observations"] else "failed"
 
     def evaluation_failed(self, trial_id) -> None:
         """The evaluation of ``trial_id`` failed: it is never data, and never proposed again."""
@@ -346,14 +410,16 @@ class GPFIFOSearcher:
             return
         trial.update(status="failed", metric=None, criterion=None)
 
-    def _record(self, trial_id, config, status, metric=None, criterion=None):
+    def _record(self, trial_id, config, status, metric=None, criterion=None, observations=None):
         previous = self._trials.get(trial_id)
         if config is None and previous is not None:
             config = previous["config"]
         values = self._values(config)
+        if observations is None:  # without a resource, a trial's one observation is its result
+            observations = [] if metric is None else [dict(resource=None, metric=metric, criterion=criterion, x=None)]
         self._trials[trial_id] = dict(
             config=self._config(values), values=values, key=self._key(values), status=status,
-            metric=metric, criterion=criterion, x=None,
+            metric=metric, criterion=criterion, observations=observations,
         )
 
     # --- suggestions --------------------------------------------------------
@@ -367,7 +433,7 @@ class GPFIFOSearcher:
             if k not in taken and (allowed is None or k in allowed):
                 return self._take(config, k)
         n_active = sum(self._is_active(t) for t in self._trials.values())
-        observed = [t for t in self._trials.values() if t["status"] == "observed"]
+        observed = [t for t in self._trials.values() if t["status"] in ("observed", "pending") and t["observations"]]
         k_model, k_random = jax.random.split(key)
         if n_active < self._options["num_init_random"] or not observed:
             return self._random(k_random, taken)
@@ -398,11 +464,13 @@ class GPFIFOSearcher:
 
     def _model_data(self, key, observed):
         """Inputs and criterion of the observations the GP sees (subsampled beyond ``max_size_data_for_model``)."""
-        c = np.asarray([t["criterion"] for t in observed])
-        for t in observed:
-            if t["x"] is None:
-                t["x"] = np.asarray(fm.encode(self._cfg, jnp.asarray(t["values"][None])))[0]
-        X = np.stack([t["x"] for t in observed])
+        rows = [(t, o) for t in observed for o in t["observations"]]
+        c = np.asarray([o["criterion"] for _, o in rows])
+        for t, o in rows:
+            if o["x"] is None:
+                values = self._with_resource(t["values"], o["resource"])
+                o["x"] = np.asarray(fm.encode(self._cfg, jnp.asarray(np.asarray(values)[None])))[0]
+        X = np.stack([o["x"] for _, o in rows])
         keep = fm.subsample(c, self._options["max_size_data_for_model"], self._options["max_size_top_fraction"],
                             np.random.default_rng(np.asarray(jax.random.key_data(key)).ravel()))
         return X[keep], c[keep]
@@ -411,6 +479,7 @@ class GPFIFOSearcher:
         k_sub, k_fit, k_fant, k_cand = jax.random.split(key, 4)
         o, cfg = self._options, self._cfg
         X, c = self._model_data(k_sub, observed)
+        n_obs = len(c)
         cap = None if o["max_size_data_for_model"] is None else _bucket(o["max_size_data_for_model"], _MIN_DATA_BUCKET)
         n_pad = _bucket(len(c), _MIN_DATA_BUCKET) if cap is None else min(_bucket(len(c), _MIN_DATA_BUCKET), cap)
         Xb = np.zeros((n_pad, cfg.n_dims))
@@ -418,20 +487,22 @@ class GPFIFOSearcher:
         valid = np.arange(n_pad) < len(c)
         Xb[: len(c)], cb[: len(c)] = X, c
         Xb, cb, valid = jnp.asarray(Xb), jnp.asarray(cb), jnp.asarray(valid)
-        self._maybe_fit(len(observed), Xb, cb, valid, k_fit)
+        self._maybe_fit(n_obs, Xb, cb, valid, k_fit)
 
         pending = [] if o["no_fantasizing"] else [t for t in self._trials.values() if t["status"] == "pending"]
         p_pad = _bucket(len(pending), _MIN_PENDING_BUCKET)
         Xp = np.zeros((p_pad, cfg.n_dims))
-        if pending:
-            Xp[: len(pending)] = np.asarray(fm.encode(cfg, jnp.asarray(np.stack([t["values"] for t in pending]))))
+        if pending:  # fantasized where new configurations are proposed (at the full resource)
+            V = np.stack([self._with_resource(t["values"]) for t in pending])
+            Xp[: len(pending)] = np.asarray(fm.encode(cfg, jnp.asarray(V)))
         pmask = jnp.asarray(np.arange(p_pad) < len(pending))
         if self._restrict is not None:
             configs = self._restricted_candidates(taken)
             if not configs:
                 return None
             m = _bucket(len(configs), _MIN_PENDING_BUCKET)
-            V = np.stack([e["values"] for e in configs] + [configs[0]["values"]] * (m - len(configs)))
+            V = np.stack([self._with_resource(e["values"]) for e in configs]
+                         + [self._with_resource(configs[0]["values"])] * (m - len(configs)))
             U = fm.unembed(cfg, fm.encode(cfg, jnp.asarray(V)))
         else:
             U = fm.sample_candidates(cfg, k_cand, o["num_init_candidates"])
@@ -475,7 +546,9 @@ class GPFIFOSearcher:
         return {
             "version": 1,
             "trials": [
-                {"trial_id": tid, "config": t["config"], "status": t["status"], "metric": t["metric"]}
+                {"trial_id": tid, "config": t["config"], "status": t["status"], "metric": t["metric"],
+                 **({} if self._resource is None else
+                    {"observations": [[o["resource"], o["metric"]] for o in t["observations"]]})}
                 for tid, t in self._trials.items()
             ],
             "points_to_evaluate": [dict(p) for p in self._points],
@@ -495,7 +568,12 @@ class GPFIFOSearcher:
                                random_seed=state["random_seed"], **self._user_options)
         for t in state["trials"]:
             tid = t["trial_id"]
-            if t["status"] == "observed":
+            if clone._resource is not None:
+                clone._record(tid, t["config"], "pending")
+                for resource, metric in t["observations"]:
+                    clone.on_trial_result(tid, None, {self._metric: metric, clone._options["resource_attr"]: resource})
+                clone._trials[tid]["status"] = t["status"]
+            elif t["status"] == "observed":
                 clone.on_trial_result(tid, t["config"], {self._metric: t["metric"]})
             else:
                 clone._record(tid, t["config"], t["status"])
@@ -514,3 +592,8 @@ class GPFIFOSearcher:
     @property
     def mode(self) -> str:
         return self._mode
+
+    @property
+    def resource_attr(self) -> str | None:
+        """The resource's name in results (multi-fidelity), or None."""
+        return self._options["resource_attr"]

@@ -133,7 +133,17 @@ class TrialRecord(TypedDict):
             it trained in).
         params: the configuration, as plain values (categories as their values).
         steps: training steps it took (under a scheduler), else None.
-        curve: ``[[steps, metric], ...]`` at every rung (under a scheduler), else None.
+        curve: ``[[steps, metric], ...]`` at every rung (under a scheduler), else None. Under population-based
+            training, at every ready step of the member's weights' ancestry.
+
+    Population-based training adds two keys (absent elsewhere); its trials are the population's members,
+    ``status`` ``"running"`` in the records written before the run ends:
+
+        lineage: the member's own history, one entry per interval: ``{"interval", "steps": [start, end],
+            "parent" (the member it copied at start, or None), "params", "metric"}``.
+        schedule: the hyperparameters its final weights trained with, one entry per interval along its
+            ancestry: ``{"steps": [start, end], "member" (the member that trained it), "params", "metric"}``
+            (:meth:`hyperoptax.schedulers.Lineage.schedule`).
     """
 
     trial: int

@@ -72,18 +72,18 @@ class Scheduler:
 
     Args:
         refills: where new trials come from: a dict of Spaces (random), a ``GPFIFOSearcher`` with
-            ``resource_attr`` set, or a refill source such as ``OptimizerRefills(BayesianSearch, space, 256)``.
+            ``resource_attr`` set, or a refill source such as ``OptimizerRefills(BayesianSearch, space, 256)``;
+            None when something else proposes the trials (Ray Tune's search algorithm): :meth:`add` them.
         max_steps, min_steps, eta, n_brackets, maximize: see :class:`SuccessiveHalving`.
         seed: seeds the brackets and the refills.
         capacity: trials each rung table holds (more are counted, and ranked against the first ``capacity``).
         min_pairs, max_loss: when a rung's metrics mislead (:mod:`hyperoptax.schedulers.trust`): the first
-            ``min_pairs`` trials to reach a rung continue whatever their rank (the rule's ``grace``), so that
-            some trials are ranked at two rungs without a selection in between; once ``min_pairs`` trials have
-            reported at a rung and at the next, and the rung's selection of them would have lost the winners
-            at the next rung (a loss above ``max_loss``), the rung stops no trial (checked again at every
-            report). After the first ``min_pairs``, every ``audit``-th trial to reach a rung (default
-            ``eta**2``) continues too, so the evidence keeps coming. ``min_pairs=0`` is plain ASHA: the rungs
-            always stop, nothing is audited.
+            ``min_pairs`` trials to reach the first rung continue whatever their rank (the rule's ``grace``),
+            and every ``audit``-th trial at any rung (default ``eta**2``), so that some trials are ranked at
+            two rungs without a selection in between; once ``min_pairs`` trials have reported at a rung and at
+            the next, and the rung's selection of them would have lost the winners at the next rung (a loss
+            above ``max_loss``), the rung stops no trial (checked again at every report). ``min_pairs=0`` is
+            plain ASHA: the rungs always stop, nothing is audited.
     """
 
     def __init__(self, refills, *, max_steps: int, min_steps: int | None = None, eta: int = 3,
@@ -93,7 +93,7 @@ class Scheduler:
         audit = (eta * eta if min_pairs else 0) if audit is None else audit
         self.rule = SuccessiveHalving(max_steps, min_steps, eta, n_brackets, maximize, grace=min_pairs, audit=audit)
         self.min_pairs, self.max_loss = min_pairs, float(max_loss)
-        self.refills = make_refills(refills, capacity=capacity)
+        self.refills = None if refills is None else make_refills(refills, capacity=capacity)
         self.key = jax.random.key(seed)
         self.rungs: RungState = self.rule.init(capacity)
         self.trials: dict[int, dict] = {}  # trial id -> {trial, config, bracket, curve, status, steps}
@@ -112,16 +112,21 @@ class Scheduler:
         ``fixed[i]``, a dict, overrides values of trial ``i`` (e.g. the static hyperparameters of the
         population slot it will train in); the refill source learns the configuration that runs.
         """
+        if self.refills is None:
+            raise ConfigurationError("This scheduler has no refill source to propose trials: add() them instead.")
         ids = list(range(self.n_asked, self.n_asked + n))
         configs = self.refills.propose(jax.random.fold_in(self.key, self.n_asked), ids, fixed)
-        self.n_asked += n
-        trials = []
-        for trial_id, config in zip(ids, configs):
-            bracket = int(_bracket(self.rule, self.key, trial_id))
-            self.trials[trial_id] = dict(trial=trial_id, config=dict(config), bracket=bracket, curve=[],
-                                         status="running", steps=0)
-            trials.append(Trial(trial_id, dict(config), self.rule.levels(bracket)[0]))
-        return trials
+        return [self.add(config) for config in configs]
+
+    def add(self, config: dict) -> Trial:
+        """Register a trial proposed elsewhere (e.g. by Ray Tune's search algorithm); returns it with the
+        steps of its first rung. Its id is the next number."""
+        trial_id = self.n_asked
+        self.n_asked += 1
+        bracket = int(_bracket(self.rule, self.key, trial_id))
+        self.trials[trial_id] = dict(trial=trial_id, config=dict(config), bracket=bracket, curve=[],
+                                     status="running", steps=0)
+        return Trial(trial_id, dict(config), self.rule.levels(bracket)[0])
 
     def report(self, trial_id, steps, metric) -> Decision:
         """Trial ``trial_id`` has trained ``steps`` steps in all and scored ``metric``."""
@@ -139,12 +144,14 @@ class Scheduler:
         record["curve"].append([steps, finite])
         self.history.append([int(trial_id), steps, finite, action])
         record["steps"] = steps
-        self.refills.observe(trial_id, record["config"], steps, metric)
+        if self.refills is not None:
+            self.refills.observe(trial_id, record["config"], steps, metric)
         if int(code) == CONTINUE:
             next_steps = int(self.rule.next_level(record["bracket"], steps))
             return Decision(action, Trial(trial_id, dict(record["config"]), next_steps))
         record["status"] = _STATUS_OF[action]
-        self.refills.finish(trial_id)
+        if self.refills is not None:
+            self.refills.finish(trial_id)
         return Decision(action, None)
 
     def links(self) -> list[trust.Link]:
@@ -162,7 +169,8 @@ class Scheduler:
     def stop(self, trial_id) -> None:
         """End a running trial without a decision (e.g. the budget ran out): it is ``stopped``."""
         self._running(trial_id)["status"] = "stopped"
-        self.refills.finish(trial_id)
+        if self.refills is not None:
+            self.refills.finish(trial_id)
 
     def _running(self, trial_id) -> dict:
         record = self.trials.get(int(trial_id)) if isinstance(trial_id, (int, np.integer)) else None
@@ -191,7 +199,7 @@ class Scheduler:
             "trials": [dict(t) for t in self.trials.values()],
             "history": self.history,
             "rungs": self._rungs_json(),
-            "refills": self.refills.get_state(),
+            "refills": None if self.refills is None else self.refills.get_state(),
         })
 
     def set_state(self, state: dict) -> None:
@@ -210,7 +218,8 @@ class Scheduler:
             for r, recorded in enumerate(bracket):
                 values[b, r, : len(recorded)] = recorded
         self.rungs = RungState(jnp.asarray(values), jnp.asarray(counts))
-        self.refills.set_state(state["refills"])
+        if self.refills is not None:
+            self.refills.set_state(state["refills"])
 
     def _rungs_json(self) -> dict:
         """The rung table without its padding: per bracket and rung, the values recorded (JSON has no inf)."""

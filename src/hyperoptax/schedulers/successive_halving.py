@@ -7,7 +7,8 @@ variant of ASHA, Li et al. 2020; Ray Tune's ``AsyncHyperBandScheduler``): a tria
 *continues* if it ranks within the top ``1/eta`` of all metrics recorded at that rung so far, itself
 included -- precisely, if at most ``max(1, n // eta) - 1`` recorded metrics are strictly better than its own,
 ``n`` counting it -- and *stops* otherwise; at ``max_steps`` it *completes*. The first trial at a rung always
-continues, and so do the first ``grace`` ones and every ``audit``-th after them (see :mod:`.trust`). A failed metric (NaN/inf) stops the trial and is not recorded, so it never lowers the bar.
+continues, and so do the first ``grace`` ones at a bracket's first rung and every ``audit``-th at any rung
+(see :mod:`.trust`). A failed metric (NaN/inf) stops the trial and is not recorded, so it never lowers the bar.
 
 Hyperband (``n_brackets > 1``) runs brackets that start at ``min_steps * eta**b``: bracket ``0`` is ASHA
 itself, later ones skip its first rungs (with ``n_brackets = s_max + 1`` the last one trains every trial to the
@@ -61,11 +62,12 @@ class SuccessiveHalving:
         eta: reduction factor: a rung keeps the top ``1/eta``; rungs are ``eta`` times apart.
         n_brackets: 1 for ASHA; more for Hyperband (at most ``s_max + 1``, see :attr:`s_max`).
         maximize: whether a higher metric is better.
-        grace: the first ``grace`` trials to reach each rung continue whatever their rank (0 in plain ASHA):
-            a sample of trials ranked at two rungs without a selection in between, which is what tells
-            whether a rung's ranking can be trusted (:mod:`hyperoptax.schedulers.trust`).
-        audit: after those, every ``audit``-th trial to reach a rung continues whatever its rank (0: none),
-            so the evidence keeps coming from trials the search proposes later.
+        grace: the first ``grace`` trials to reach the first rung of their bracket continue whatever their rank
+            (0 in plain ASHA): a sample of trials ranked at two rungs without a selection in between, which
+            is what tells whether the earliest, cheapest and least reliable ranking can be trusted
+            (:mod:`hyperoptax.schedulers.trust`).
+        audit: every ``audit``-th trial to reach any rung continues whatever its rank (0: none), so the
+            evidence keeps coming, at every rung, from trials the search proposes later.
     """
 
     max_steps: int
@@ -177,10 +179,10 @@ class SuccessiveHalving:
         capacity = state.values.shape[-1]
         recorded = jnp.arange(capacity) < jnp.minimum(n, capacity)
         better = jnp.sum(recorded & (state.values[bracket, rung] > value))
-        audited = (n < self.grace) | ((self.audit > 0) & ((n + 1) % max(self.audit, 1) == 0))
+        audited = ((rung == 0) & (n < self.grace)) | ((self.audit > 0) & ((n + 1) % max(self.audit, 1) == 0))
         keep = jnp.where(audited, n + 1, jnp.maximum(1, (n + 1) // self.eta))
         top = steps >= self.max_steps
-        may_stop = True if prune is None else jnp.asarray(prune)[bracket + rung]
+        may_stop = jnp.ones((), bool) if prune is None else jnp.asarray(prune, bool)[bracket + rung]
         decision = jnp.where(
             ~finite, FAIL, jnp.where(top, COMPLETE, jnp.where((better < keep) | ~may_stop, CONTINUE, STOP))
         )

@@ -17,16 +17,16 @@ import os
 from ml_collections import config_dict
 
 from hyperoptax import spaces as sp
-from hyperoptax.errors import ConfigurationError, check_choice, closest
+from hyperoptax.errors import ConfigurationError, check_choice, check_positive_int, closest
 
 __all__ = [
     "default_config", "load_config", "apply_overrides", "validate_config", "check_task", "config_json",
-    "n_iterations_of", "successive_halving", "training_steps", "TUNABLE", "STATIC", "SYNTHETIC_ARITY",
+    "n_iterations_of", "successive_halving", "pbt_rule", "training_steps", "TUNABLE", "STATIC", "SYNTHETIC_ARITY",
 ]
 
 _FREE_FORM = ("search.space", "search.options")  # groups whose keys the user chooses
 OPTIMIZERS = ("bayesian", "gp_fifo", "random", "grid")
-SCHEDULERS = ("none", "asha", "hyperband")
+SCHEDULERS = ("none", "asha", "hyperband", "pbt")
 MODELS = ("mlp", "cnn")
 TRAINING_OPTIMIZERS = ("adamw", "adam", "sgd")
 SCHEDULES = ("cosine", "constant")
@@ -92,7 +92,8 @@ def default_config() -> config_dict.ConfigDict:
     c.search.mode = "max"  # "max" or "min"
     c.search.space = config_dict.ConfigDict({"learning_rate": "log(1e-4, 1e-1)"})
     # Early stopping (classification): "none" trains every trial to the end; "asha" / "hyperband" stop
-    # unpromising trials at rungs and refill their population slots (options in c.scheduler).
+    # unpromising trials at rungs and refill their population slots (options in c.scheduler); "pbt" trains
+    # one population of n_parallel members with population-based training.
     c.search.scheduler = "none"
 
     c.scheduler = config_dict.ConfigDict()
@@ -100,6 +101,13 @@ def default_config() -> config_dict.ConfigDict:
     c.scheduler.min_steps = config_dict.placeholder(int)  # first rung; default max_steps // eta**2
     c.scheduler.max_steps = config_dict.placeholder(int)  # full training; default training.n_steps
     c.scheduler.n_brackets = config_dict.placeholder(int)  # hyperband: default every bracket; asha: 1
+    # asha / hyperband: the first min_pairs trials at each rung continue, and a rung whose selection of them would
+    # lose the next rung's winners stops pruning (hyperoptax.schedulers.trust); 0 is plain ASHA.
+    c.scheduler.min_pairs = 6
+    c.scheduler.ready_steps = config_dict.placeholder(int)  # pbt: steps between exploits; default max_steps // 10
+    c.scheduler.quantile = 0.25  # pbt: the bottom quantile copies the top one
+    c.scheduler.explore = "perturb"  # pbt: "perturb" (x0.8 / x1.2), "resample" or "pb2" (GP-UCB)
+    c.scheduler.resample_probability = 0.25  # pbt, explore="resample": chance of a fresh draw per value
 
     c.output = config_dict.ConfigDict()
     c.output.top_k = 5  # rows of the final table
@@ -133,8 +141,10 @@ def validate_config(config) -> None:
     check_choice("search.mode", config.search.mode, ("max", "min"))
     check_choice("search.preset", config.search.preset, ("recommended", "default"))
     check_choice("search.scheduler", config.search.scheduler, SCHEDULERS)
-    if config.search.scheduler != "none":
-        successive_halving(config)  # checks the scheduler's options
+    if config.search.scheduler == "pbt":
+        pbt_rule(config)  # checks the scheduler's options
+    elif config.search.scheduler != "none":
+        successive_halving(config)
 
 
 def training_steps(config) -> int:
@@ -161,6 +171,7 @@ def successive_halving(config):
             "list. Use 'bayesian', 'gp_fifo' or 'random'."
         )
     max_steps = training_steps(config)
+    check_positive_int("scheduler.min_pairs", c.min_pairs, minimum=0)
     try:
         rule = SuccessiveHalving(max_steps, c.min_steps, c.eta, 1, s.mode == "max")
         if s.scheduler == "hyperband":
@@ -172,6 +183,40 @@ def successive_halving(config):
     except ConfigurationError as err:
         raise ConfigurationError(f"scheduler.{err}") from None
     return rule
+
+
+def pbt_rule(config):
+    """The :class:`~hyperoptax.schedulers.PBT` rules of a config with ``search.scheduler="pbt"``."""
+    from hyperoptax.schedulers import PBT
+
+    c, s = config.scheduler, config.search
+    if config.task != "classification":
+        raise ConfigurationError(
+            f"search.scheduler='pbt' trains a population; task={config.task!r} does not train. Use search.scheduler='none'."
+        )
+    for name in ("min_steps", "n_brackets"):
+        if c[name] is not None:
+            raise ConfigurationError(
+                f"scheduler.{name}={c[name]!r} is an option of asha / hyperband; search.scheduler='pbt' uses "
+                f"scheduler.ready_steps, quantile, explore and resample_probability. Remove it."
+            )
+    if s.n_parallel < 2:
+        raise ConfigurationError(
+            f"search.n_parallel={s.n_parallel}: population-based training needs at least 2 members (one to copy "
+            f"from). Use e.g. search.n_parallel=8."
+        )
+    max_steps = c.max_steps if c.max_steps is not None else config.training.n_steps
+    ready = c.ready_steps if c.ready_steps is not None else max(1, max_steps // 10)
+    try:
+        rule = PBT(ready, c.quantile, c.explore, resample_probability=c.resample_probability, maximize=s.mode == "max")
+    except ConfigurationError as err:
+        raise ConfigurationError(f"scheduler.{err}") from None
+    if ready >= max_steps:
+        raise ConfigurationError(
+            f"scheduler.ready_steps={ready} is not below max_steps={max_steps}: the population would never be "
+            f"ready. Use e.g. scheduler.ready_steps={max(1, max_steps // 10)}."
+        )
+    return rule, max_steps
 
 
 def check_task(config, space: dict[str, sp.Space]) -> None:
@@ -202,10 +247,20 @@ def check_task(config, space: dict[str, sp.Space]) -> None:
                 f"search.space.{name}: the classification task has no hyperparameter {name!r}. Tunable: "
                 f"{', '.join(tunable)}.{closest(name, tunable)}"
             )
+    if config.search.scheduler == "pbt" and all(static_name(name, leaf) for name, leaf in space.items()):
+        raise ConfigurationError(
+            f"search.scheduler='pbt' explores traced hyperparameters, but every name in search.space "
+            f"({', '.join(space)}) is static (it changes the program). Search e.g. learning_rate or weight_decay."
+        )
     for name, allowed in (("optimizer", TRAINING_OPTIMIZERS), ("schedule", SCHEDULES)):
         check_choice(f"training.{name}", config.training[name], allowed)
         for value in getattr(space.get(name), "values", ()):
             check_choice(f"search.space.{name} value", value, allowed)
+
+
+def static_name(name: str, leaf) -> bool:
+    """Whether the classification task treats ``name`` as static (trainer buckets) rather than traced."""
+    return name in STATIC or (isinstance(leaf, sp.DiscreteSpace) and leaf.is_categorical)
 
 
 # ---------------------------------------------------------------------------

@@ -23,6 +23,7 @@ from hyperoptax.integrations.orbax import SweepCheckpointer
 from hyperoptax.tune import plotting, records, report, tasks
 from hyperoptax.tune.config import check_task, config_json, n_iterations_of, validate_config
 from hyperoptax.tune.progress import Progress, say
+from hyperoptax.tune.pbt import PBTSweep
 from hyperoptax.tune.scheduled import ScheduledSweep
 from hyperoptax.tune.search import make_search
 from hyperoptax.tune.space_strings import build_space, describe_space
@@ -38,8 +39,8 @@ def tune(config, workdir, *, fresh: bool = False, verbose: bool = True) -> dict:
     """Run (or resume) the sweep ``config`` describes in ``workdir``; returns the results dict.
 
     Writes ``config.json``, ``checkpoints/``, ``trials.csv`` and ``results.json`` (after every iteration, or
-    every segment of a scheduled sweep) and, at the end, the plots (``convergence.png``, ``slices.png``, and
-    ``curves.png`` for a scheduled sweep).
+    every segment of a scheduled sweep, every interval of a pbt one) and, at the end, the plots
+    (``convergence.png``, ``slices.png``, ``curves.png`` for a scheduled sweep, ``schedules.png`` for pbt).
     """
     validate_config(config)
     workdir = os.path.abspath(os.fspath(workdir))
@@ -58,8 +59,10 @@ def tune(config, workdir, *, fresh: bool = False, verbose: bool = True) -> dict:
     task = tasks.make_task(config, space)
     if s.scheduler == "none":
         loop = _Iterations(config, space, task, key, make_search(config, space, n_iterations * s.n_parallel, key))
+    elif s.scheduler == "pbt":
+        loop = PBTSweep(config, space, task)  # one population, trained with population-based training
     else:
-        loop = _Segments(config, space, task, key)
+        loop = ScheduledSweep(config, space, task, key)  # ASHA / Hyperband: slots refilled at rungs
     if fresh or not has_checkpoint:
         _clear(workdir)
     records.write_atomic(os.path.join(workdir, records.CONFIG_JSON),
@@ -67,7 +70,8 @@ def tune(config, workdir, *, fresh: bool = False, verbose: bool = True) -> dict:
 
     def results_of(trials, finished, wall):
         return records.results_dict(
-            trials, metric=s.metric, mode=s.mode, optimizer=s.optimizer, space=describe_space(space),
+            trials, metric=s.metric, mode=s.mode, space=describe_space(space),
+            optimizer=f"pbt ({config.scheduler.explore})" if s.scheduler == "pbt" else s.optimizer,
             config=config_json(config), finished=finished, n_iterations=n_iterations, wall_time=wall)
 
     def save_results(trials, wall):
@@ -127,41 +131,6 @@ class _Iterations:
         finally:
             progress.close()
         return trials, elapsed_before + time.perf_counter() - t0
-
-
-class _Segments:
-    """A scheduled sweep (ASHA / Hyperband): population slots trained in segments, refilled at rungs."""
-
-    def __init__(self, config, space, task, key):
-        self.config = config
-        self.sweep = ScheduledSweep(config, space, task, key)
-
-    def run(self, checkpointer, workdir, save_results, verbose):
-        s, sched = self.config.search, self.sweep
-        elapsed_before = 0.0
-        if checkpointer.latest_step() is not None:
-            elapsed_before = sched.resume(checkpointer, None)
-        done, budget = sched.progress()
-        progress = Progress(done, budget, s.metric, verbose, unit="steps")
-        if sched.start:
-            progress.say(f"Resuming {workdir}: {done} of {budget} training steps done, {len(sched.trials)} trials "
-                         f"finished.")
-        else:
-            progress.say(f"Starting a {s.scheduler} sweep of {budget} training steps in {s.n_parallel} slots "
-                         f"(rungs at {', '.join(map(str, sched.rule.levels()))} steps) in {workdir}.")
-        t0 = time.perf_counter()
-
-        def after_segment(new):
-            wall = elapsed_before + time.perf_counter() - t0
-            save_results(sched.trials, wall)
-            used, _ = sched.progress()
-            progress.segment(used, new, sched.counts(), records.best_trial(sched.trials, s.mode))
-
-        try:
-            sched.run(checkpointer, elapsed_before, after_segment)
-        finally:
-            progress.close()
-        return sched.trials, elapsed_before + time.perf_counter() - t0
 
 
 def _resume(checkpointer, search):

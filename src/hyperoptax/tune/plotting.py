@@ -14,9 +14,9 @@ import os
 
 import numpy as np
 
-from hyperoptax.tune.records import CONVERGENCE_PNG, CURVES_PNG, SLICES_PNG, comparable
+from hyperoptax.tune.records import CONVERGENCE_PNG, CURVES_PNG, SCHEDULES_PNG, SLICES_PNG, comparable
 
-__all__ = ["render_plots", "plot_convergence", "plot_slices", "plot_curves"]
+__all__ = ["render_plots", "plot_convergence", "plot_slices", "plot_curves", "plot_schedules"]
 
 
 # ---------------------------------------------------------------------------
@@ -128,8 +128,43 @@ def plot_curves(results, path) -> None:
     ax.set_xscale("log")
     ax.set_xlabel("training steps")
     ax.set_ylabel(results["metric"])
-    ax.set_title(f"learning curves: {results['n_trials']} trials, {results.get('n_stopped', 0)} stopped early")
+    stopped = results.get("n_stopped", 0)
+    ax.set_title(f"learning curves: {results['n_trials']} trials" + (f", {stopped} stopped early" if stopped else ""))
     ax.grid(alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
+
+
+def plot_schedules(results, path) -> None:
+    """Population-based training: each hyperparameter over the steps, along the ancestry of every member
+    of the final population (its ``schedule``), the best member highlighted."""
+    plt = _pyplot()
+    trials = [t for t in results["trials"] if t.get("schedule")]
+    best = (results.get("best") or {}).get("trial")
+    changing = [n for n in results["space"] if len({str(e["params"][n]) for t in trials for e in t["schedule"]}) > 1]
+    names = changing or list(results["space"])
+    fig, axes = plt.subplots(len(names), 1, figsize=(6.4, 2.6 * len(names)), dpi=100, squeeze=False, sharex=True)
+    for ax, name in zip(axes[:, 0], names):
+        axis = results["space"][name]
+        categories = [str(v) for v in axis.get("values", ())] if axis["scale"] == "categorical" else None
+        for t in sorted(trials, key=lambda t: t["trial"] == best):  # the best drawn last, on top
+            edges = [t["schedule"][0]["steps"][0]] + [e["steps"][1] for e in t["schedule"]]
+            values = [e["params"][name] for e in t["schedule"]]
+            values = [categories.index(str(v)) for v in values] if categories else values
+            top = t["trial"] == best
+            ax.stairs(values, edges, baseline=None, lw=2.4 if top else 1.0, color="C3" if top else "C0",
+                      alpha=1.0 if top else 0.45, label=f"best (member {best})" if top else None)
+        if axis["scale"] == "log":
+            ax.set_yscale("log")
+        if categories:
+            ax.set_yticks(range(len(categories)), categories)
+        ax.set_ylabel(name)
+        ax.grid(alpha=0.3)
+    axes[-1, 0].set_xlabel("training steps")
+    if best is not None:
+        axes[0, 0].legend(loc="best")
+    axes[0, 0].set_title(f"hyperparameter schedules of the final population ({len(trials)} members)")
     fig.tight_layout()
     fig.savefig(path)
     plt.close(fig)
@@ -137,11 +172,14 @@ def plot_curves(results, path) -> None:
 
 def render_plots(results, workdir) -> list[str]:
     """Write ``convergence.png``, ``slices.png`` and, when trials have learning curves, ``curves.png``
-    into ``workdir``; returns their paths."""
+    (and ``schedules.png`` when they have PBT schedules) into ``workdir``; returns their paths."""
     paths = [os.path.join(workdir, CONVERGENCE_PNG), os.path.join(workdir, SLICES_PNG)]
     plot_convergence(results, paths[0])
     plot_slices(results, paths[1])
     if any(t.get("curve") for t in results["trials"]):
         paths.append(os.path.join(workdir, CURVES_PNG))
         plot_curves(results, paths[-1])
+    if any(t.get("schedule") for t in results["trials"]):
+        paths.append(os.path.join(workdir, SCHEDULES_PNG))
+        plot_schedules(results, paths[-1])
     return paths

@@ -15,13 +15,15 @@ from hyperoptax.sweep import TrialRecord
 
 __all__ = [
     "TRIALS_CSV", "RESULTS_JSON", "CONFIG_JSON", "CHECKPOINT_DIR", "CONVERGENCE_PNG", "SLICES_PNG", "CURVES_PNG",
+    "SCHEDULES_PNG",
     "OUTPUTS",
     "comparable", "best_trial", "results_dict", "write_results", "write_atomic", "load_results", "fmt",
 ]
 
 TRIALS_CSV, RESULTS_JSON, CONFIG_JSON, CHECKPOINT_DIR = "trials.csv", "results.json", "config.json", "checkpoints"
 CONVERGENCE_PNG, SLICES_PNG, CURVES_PNG = "convergence.png", "slices.png", "curves.png"
-OUTPUTS = (TRIALS_CSV, RESULTS_JSON, CONFIG_JSON, CONVERGENCE_PNG, SLICES_PNG, CURVES_PNG)  # files a sweep writes
+SCHEDULES_PNG = "schedules.png"
+OUTPUTS = (TRIALS_CSV, RESULTS_JSON, CONFIG_JSON, CONVERGENCE_PNG, SLICES_PNG, CURVES_PNG, SCHEDULES_PNG)  # a sweep's files
 
 
 def comparable(trials: list[TrialRecord]) -> list[TrialRecord]:
@@ -64,14 +66,17 @@ def write_results(workdir, results: dict) -> None:
     """Write ``trials.csv`` (one row per trial) and ``results.json`` (``results``) into ``workdir``."""
     names = list(results["space"])
     header = ["trial", "iteration", "status", results["metric"], "steps", "duration_s", *names, "curve"]
+    pbt = any("lineage" in t for t in results["trials"])
+    header += ["copied_from"] if pbt else []  # "start_step<-member" at every exploit of a pbt member
     lines = [",".join(header)]
     for t in results["trials"]:
         metric = "nan" if t["metric"] is None else repr(t["metric"])
         steps = "" if t.get("steps") is None else str(t["steps"])
         values = [_csv_cell(t["params"][n]) for n in names]
         curve = " ".join(f"{s}:{'nan' if m is None else repr(m)}" for s, m in (t.get("curve") or []))
+        copies = [" ".join(f"{e['steps'][0]}<-{e['parent']}" for e in t.get("lineage") or [] if e["parent"] is not None)]
         lines.append(",".join([str(t["trial"]), str(t["iteration"]), t["status"], metric, steps, repr(t["duration"]),
-                               *values, curve]))
+                               *values, curve, *(copies if pbt else [])]))
     write_atomic(os.path.join(workdir, TRIALS_CSV), "\n".join(lines) + "\n")
     write_atomic(os.path.join(workdir, RESULTS_JSON), json.dumps(results, indent=1) + "\n")
 

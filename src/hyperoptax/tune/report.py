@@ -8,6 +8,7 @@ from hyperoptax.tune.records import (
     CONVERGENCE_PNG,
     CURVES_PNG,
     RESULTS_JSON,
+    SCHEDULES_PNG,
     SLICES_PNG,
     TRIALS_CSV,
     comparable,
@@ -39,6 +40,17 @@ def top_table(results, top_k: int = 5) -> str:
     return "\n".join([line(header), line(["-" * w for w in widths]), *map(line, rows)])
 
 
+def schedule_text(schedule) -> str:
+    """A PBT schedule as ``steps 0-20: lr=0.01; 20-40: lr=0.008``, equal neighbours merged."""
+    spans = []
+    for entry in schedule:
+        if spans and spans[-1][2] == entry["params"]:
+            spans[-1][1] = entry["steps"][1]
+        else:
+            spans.append([entry["steps"][0], entry["steps"][1], entry["params"]])
+    return "steps " + "; ".join(f"{a}-{b}: " + ", ".join(f"{k}={fmt(v)}" for k, v in p.items()) for a, b, p in spans)
+
+
 def summary(results, top_k: int = 5, workdir=None) -> str:
     """The end-of-sweep report: counts, the best configuration, the top table, the files written."""
     best = results.get("best")
@@ -52,10 +64,12 @@ def summary(results, top_k: int = 5, workdir=None) -> str:
     else:
         params = ", ".join(f"{k}={fmt(v)}" for k, v in best["params"].items())
         lines.append(f"Best {results['metric']} = {best['metric']:.4f} (trial {best['trial']}): {params}")
+        if best.get("schedule"):
+            lines.append(f"Its schedule (population-based training): {schedule_text(best['schedule'])}")
         lines += ["", f"Top {min(top_k, len(_ranked(results)))} configurations ({results['mode']} {results['metric']}):",
                   top_table(results, top_k)]
     if workdir is not None:
-        files = [f for f in (TRIALS_CSV, RESULTS_JSON, CONVERGENCE_PNG, SLICES_PNG, CURVES_PNG)
+        files = [f for f in (TRIALS_CSV, RESULTS_JSON, CONVERGENCE_PNG, SLICES_PNG, CURVES_PNG, SCHEDULES_PNG)
                  if os.path.exists(os.path.join(workdir, f))]
         lines += ["", f"Wrote {', '.join(files)} to {workdir}"]
     return "\n".join(lines)

@@ -13,20 +13,15 @@ from __future__ import annotations
 
 import time
 
-import jax
-import numpy as np
-
 from hyperoptax.bayesian import RECOMMENDED, BayesianSearch
-from hyperoptax.errors import CheckpointError
 from hyperoptax.random import RandomSearch
 from hyperoptax.schedulers import OptimizerRefills, RandomRefills, Scheduler, SearcherRefills
 from hyperoptax.sweep import TrialRecord
+from hyperoptax.tune import population_checkpoints, records
 from hyperoptax.tune.config import n_iterations_of, successive_halving
+from hyperoptax.tune.progress import Progress
 
 __all__ = ["ScheduledSweep"]
-
-# An array the checkpoint's "search" item holds (the scheduled sweep's state is JSON and the population).
-_SEARCH_TEMPLATE = {"segment": np.zeros((), np.int32)}
 
 
 def _refills(config, space, rule):
@@ -36,14 +31,14 @@ def _refills(config, space, rule):
         from hyperoptax.searchers import GPFIFOSearcher
 
         searcher = GPFIFOSearcher(space, metric=s.metric, mode=s.mode, random_seed=int(config.seed),
-                                  resource_attr="steps", **options)
+                                  resource_attr="steps", max_resource=rule.max_steps, **options)
         return SearcherRefills(searcher)
     if s.optimizer == "random":
         return RandomRefills(space)
     preset = RECOMMENDED if s.preset == "recommended" else {}
     capacity = n_iterations_of(config) * s.n_parallel * rule.eta  # rung 0 sees the most trials
     return OptimizerRefills(BayesianSearch if s.optimizer == "bayesian" else RandomSearch, space, capacity,
-                            **{**preset, **options}, n_parallel=s.n_parallel, maximize=s.mode == "max")
+                            eta=rule.eta, **{**preset, **options}, n_parallel=s.n_parallel, maximize=s.mode == "max")
 
 
 class ScheduledSweep:
@@ -56,8 +51,9 @@ class ScheduledSweep:
         self.rule = successive_halving(config)
         scheduler = Scheduler(_refills(config, space, self.rule), max_steps=self.rule.max_steps,
                               min_steps=self.rule.min_steps, eta=self.rule.eta, n_brackets=self.rule.n_brackets,
-                              maximize=self.rule.maximize, seed=int(config.seed))
+                              maximize=self.rule.maximize, seed=int(config.seed), min_pairs=config.scheduler.min_pairs)
         budget = n_iterations_of(config) * s.n_parallel * self.rule.max_steps
+        self.config = config
         self.population = ScheduledPopulation(task.trainer, scheduler, space, s.n_parallel, budget, key)
         self.trials: list[TrialRecord] = []
         self.started: dict[int, int] = {}  # trial -> segment it started in
@@ -68,25 +64,18 @@ class ScheduledSweep:
     def scheduler(self) -> Scheduler:
         return self.population.scheduler
 
-    def resume(self, checkpointer, step) -> float:
-        """Continue from the checkpoint at ``step``; returns the wall time the sweep had run."""
-        restored = checkpointer.restore(_SEARCH_TEMPLATE, step=step)
-        info = restored.metadata.get("tune")
-        if not isinstance(info, dict) or "population" not in info:
-            raise CheckpointError(f"The checkpoint in {checkpointer.directory} was not written by a scheduled sweep.")
-
-        def population(template):
-            return checkpointer.restore(_SEARCH_TEMPLATE, template, step=restored.step).population_state
-
-        self.population.load_state_dict(info["population"], population)
-        self.trials = list(info["trials"])
-        self.started = {int(k): v for k, v in info["started"].items()}
-        self.durations = {int(k): v for k, v in info["durations"].items()}
-        self.start = int(info["segments_done"])
-        return float(info["wall_time_s"])
-
-    def run(self, checkpointer, elapsed_before, after_segment) -> None:
-        """Train until the budget is spent; ``after_segment(new_records)`` after each checkpoint."""
+    def run(self, checkpointer, workdir, save_results, verbose):
+        """Train until the budget is spent (resuming the newest checkpoint); returns ``(trials, wall time)``."""
+        s = self.config.search
+        elapsed_before = self._resume(checkpointer) if checkpointer.latest_step() is not None else 0.0
+        done, budget = self.population.steps_used, self.population.budget_steps
+        progress = Progress(done, budget, s.metric, verbose, unit="steps")
+        if self.start:
+            progress.say(f"Resuming {workdir}: {done} of {budget} training steps done, {len(self.trials)} trials "
+                         f"finished.")
+        else:
+            progress.say(f"Starting a {s.scheduler} sweep of {budget} training steps in {s.n_parallel} slots "
+                         f"(rungs at {', '.join(map(str, self.rule.levels()))} steps) in {workdir}.")
         t0 = time.perf_counter()
 
         def segment_done(it):
@@ -96,15 +85,28 @@ class ScheduledSweep:
                 self.durations[slot["trial"]] = self.durations.get(slot["trial"], 0.0) + it.duration
             new = self._finished()
             self.trials += new
-            checkpointer.save(it.index + 1, search_state=_SEARCH_TEMPLATE, population_state=self.population.population,
-                              force=True, metadata={"tune": {
-                                  "segments_done": it.index + 1, "population": self.population.state_dict(),
-                                  "trials": self.trials, "started": self.started, "durations": self.durations,
-                                  "wall_time_s": elapsed_before + time.perf_counter() - t0}})
-            after_segment(new)
+            wall = elapsed_before + time.perf_counter() - t0
+            population_checkpoints.save(checkpointer, it.index + 1, self.population.population, {
+                "segments_done": it.index + 1, "population": self.population.state_dict(), "trials": self.trials,
+                "started": self.started, "durations": self.durations, "wall_time_s": wall})
+            save_results(self.trials, wall)
+            progress.segment(self.population.steps_used, new, self.counts(), records.best_trial(self.trials, s.mode))
 
-        self.population.run(self.start, segment_done)
+        try:
+            self.population.run(self.start, segment_done)
+        finally:
+            progress.close()
         self.trials += self._finished()  # the trials the budget stopped
+        return self.trials, elapsed_before + time.perf_counter() - t0
+
+    def _resume(self, checkpointer) -> float:
+        """Continue from the newest checkpoint; returns the wall time the sweep had run."""
+        info = population_checkpoints.restore(checkpointer, "population", self.population.load_state_dict)
+        self.trials = list(info["trials"])
+        self.started = {int(k): v for k, v in info["started"].items()}
+        self.durations = {int(k): v for k, v in info["durations"].items()}
+        self.start = int(info["segments_done"])
+        return float(info["wall_time_s"])
 
     def _finished(self) -> list[TrialRecord]:
         recorded = {t["trial"] for t in self.trials}
@@ -124,7 +126,3 @@ class ScheduledSweep:
         """Trials started, running, stopped, completed and failed so far."""
         statuses = [t["status"] for t in self.scheduler.trials.values()]
         return {"started": len(statuses), **{k: statuses.count(k) for k in ("running", "stopped", "completed", "failed")}}
-
-    def progress(self) -> tuple[int, int]:
-        """Member-steps trained and the budget."""
-        return self.population.steps_used, self.population.budget_steps

@@ -23,7 +23,7 @@ import numpy as np
 import optax
 
 from hyperoptax import spaces as sp
-from hyperoptax.tune.config import STATIC, TUNABLE, training_steps
+from hyperoptax.tune.config import TUNABLE, static_name, training_steps
 
 __all__ = ["make_task", "ClassificationTask", "SyntheticTask", "FUNCTIONS"]
 
@@ -163,8 +163,7 @@ class ClassificationTask:
         def cross_entropy(logits, labels):
             return optax.softmax_cross_entropy_with_integer_labels(logits, labels)
 
-        static = [n for n, leaf in space.items()
-                  if n in STATIC or (isinstance(leaf, sp.DiscreteSpace) and leaf.is_categorical)]
+        static = [n for n, leaf in space.items() if static_name(n, leaf)]
         self.trainer = PopulationTrainer(
             model_fn, optimizer_fn, train=train, eval=evaluation, n_steps=fixed["n_steps"],
             batch_size=fixed["batch_size"], loss_fn=loss_fn, metric_fn=accuracy if s.metric == "accuracy" else cross_entropy,

@@ -94,6 +94,21 @@ class MemberSpec:
             finite=jnp.ones((), bool),
         )
 
+    def set_hyperparams(self, member: PopulationState, hparams) -> PopulationState:
+        """``member`` with the hyperparameters that ``optax.inject_hyperparams`` keeps in its optimizer state
+        set from ``hparams``; everything else (moments, counts, schedule states) is kept.
+
+        The optimizer reads its injected hyperparameters from its state, not from ``optimizer_fn``'s
+        arguments, so this is how a changed value reaches it without recompiling anything.
+        """
+        fresh = self.optimizer_fn(hparams).init(member.model["params"])
+
+        def pick(path, old, new):
+            injected = any(isinstance(k, jax.tree_util.GetAttrKey) and k.name == "hyperparams" for k in path)
+            return new.astype(old.dtype) if injected else old
+
+        return member.replace(opt_state=jax.tree_util.tree_map_with_path(pick, member.opt_state, fresh))
+
     def train(self, static: Mapping, member: PopulationState, hparams, batch_size: int, n_steps, train) -> PopulationState:
         """``n_steps`` steps from ``member``'s current step, on i.i.d. minibatches of ``train``.
 

@@ -383,6 +383,32 @@ class PopulationTrainer:
 
         return self._program("refill", static, n, None, fn, args)(*args)
 
+    def exploit(self, pop_state: PopulationState, params_batch, source) -> PopulationState:
+        """Member ``i`` takes the weights, optimizer state, step and health of member ``source[i]`` (a gather
+        across the population axis, sharded or not, in one compiled program), keeps its own data stream
+        (``rng``), and continues with the hyperparameters of ``params_batch``: those that
+        ``optax.inject_hyperparams`` keeps in the optimizer state are set there. Population-based training's
+        exploit step (:mod:`hyperoptax.integrations.flax.pbt`); ``source[i] = i`` only sets hyperparameters.
+        """
+        static = self._one_bucket(params_batch)
+        host_params, n = self._host_batch(params_batch)
+        traced, _ = self._split(host_params)
+        source = np.asarray(source, np.int32).reshape(-1)
+        if source.shape != (n,) or source.min(initial=0) < 0 or source.max(initial=0) >= n:
+            raise ConfigurationError(f"source must hold {n} member indices in [0, {n}), got {source.tolist()}.")
+        args = (*self._put((pop_state, traced), P(AXIS)), *self._put((source,), P()))
+        member, mesh = self._member, self.mesh
+
+        def build():
+            def program(state, hparams, src):
+                copied = jax.tree.map(lambda x: x[src], state).replace(rng=state.rng)
+                set_hp = lambda m, h: member.set_hyperparams(m, merge(h, static))  # noqa: E731
+                return population_program(set_hp, mesh, 2, 0)(copied, hparams)
+
+            return program
+
+        return self._programs.compile(("exploit", tuple(sorted(static.items())), n, None), build, args)(*args)
+
     def run(self, key, params_batch, *, checkpoint_fn=None, start_state=None, checkpoint_every=None) -> jax.Array:
         """Train in chunks of ``checkpoint_every`` steps, calling ``checkpoint_fn(pop_state, step)`` after each.
 
