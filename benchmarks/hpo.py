@@ -4,7 +4,7 @@ Each problem is a mixed space (log-scale numbers, integers, categories) and an o
 and validates a model on a dataset bundled with scikit-learn, cheap enough for 2 CPU cores (a tenth of
 a second to a second per evaluation):
 
-* ``svm``: an RBF/polynomial/linear/sigmoid SVM on breast cancer; ``1 - ROC AUC``, 5-fold CV.
+* ``svm``: an RBF/polynomial/linear/sigmoid SVM on breast cancer; ``1 - ROC AUC``, 3-fold CV.
   C and gamma on a log scale, the kernel (4 categories), the polynomial degree (integer).
 * ``forest``: a random forest on wine; log loss, 3-fold CV. Trees (integer, log scale), depth
   (integer), leaf size (integer, log scale), the features per split (5 categories), the split
@@ -130,7 +130,7 @@ def svm_objective(c: dict) -> float:
     X, y = _breast_cancer()
     model = make_pipeline(StandardScaler(), SVC(C=c["C"], gamma=c["gamma"], kernel=c["kernel"], degree=c["degree"],
                                                 max_iter=20000))
-    cv = StratifiedKFold(5, shuffle=True, random_state=0)
+    cv = StratifiedKFold(3, shuffle=True, random_state=0)
     return 1.0 - cross_val_score(model, X, y, cv=cv, scoring="roc_auc").mean()
 
 
@@ -281,27 +281,27 @@ PROBLEMS = {
             "svm",
             {"C": ("log", 1e-3, 1e3), "gamma": ("log", 1e-5, 1e1), "kernel": ("cat", ("linear", "poly", "rbf", "sigmoid")),
              "degree": ("int", 2, 5)},
-            svm_objective, 40, "SVC on breast cancer, 1 - ROC AUC (5-fold CV)",
+            svm_objective, 30, "SVC on breast cancer, 1 - ROC AUC (3-fold CV)",
         ),
         HPOProblem(
             "forest",
-            {"n_estimators": ("int_log", 4, 64), "max_depth": ("int", 1, 12), "min_samples_leaf": ("int_log", 1, 32),
+            {"n_estimators": ("int_log", 4, 32), "max_depth": ("int", 1, 12), "min_samples_leaf": ("int_log", 1, 32),
              "max_features": ("cat", tuple(_MAX_FEATURES)), "criterion": ("cat", ("gini", "entropy", "log_loss")),
              "bootstrap": ("cat", ("yes", "no"))},
-            forest_objective, 50, "random forest on wine, log loss (3-fold CV)",
+            forest_objective, 30, "random forest on wine, log loss (3-fold CV)",
         ),
         HPOProblem(
             "sgd",
             {"loss": ("cat", ("hinge", "log_loss", "modified_huber", "squared_hinge", "perceptron")),
              "penalty": ("cat", ("l2", "l1", "elasticnet")),
              "scaler": ("cat", ("none", "standard", "minmax", "robust", "maxabs", "quantile")),
-             "alpha": ("log", 1e-7, 1e-1), "l1_ratio": ("linear", 0.0, 1.0), "epochs": ("int_log", 2, 50)},
-            sgd_objective, 50, "SGD linear classifier on digits, error (3-fold CV)",
+             "alpha": ("log", 1e-7, 1e-1), "l1_ratio": ("linear", 0.0, 1.0), "epochs": ("int_log", 2, 20)},
+            sgd_objective, 30, "SGD linear classifier on digits, error (3-fold CV)",
         ),
         HPOProblem(
             "nas",
             {e: ("cat", NAS_OPS) for e in NAS_EDGES},
-            nas_objective, 50, "NAS-Bench-201-like cell (6 edges x 5 operations) on digits, validation error",
+            nas_objective, 40, "NAS-Bench-201-like cell (6 edges x 5 operations) on digits, validation error",
         ),
     ]
 }

@@ -145,7 +145,7 @@ def targets(raw: dict, summary: dict) -> dict:
     t["hpo_preset_le_optuna_gp"] = {
         p: _median(r, "hx-preset") <= _median(r, "optuna-gp") for p, r in hpo.items() if "optuna-gp" in r}
     t["hpo_defaults_beat_random"] = {
-        p: _median(r, "hx-default") < _median(r, "random") for p, r in hpo.items() if "random" in r}
+        p: _median(r, "hx-default") < _median(r, "random") for p, r in hpo.items() if "random" in r and "hx-default" in r}
     probe = raw.get("probe")
     if probe:
         gp_cost = float(np.median(probe["optuna-gp"]["suggestion"]))
@@ -199,7 +199,7 @@ def _batch_table(raw, summary) -> list[str]:
 def render(raw: dict, summary: dict) -> str:
     info = raw["machine"]
     lines = [
-        "## Search: sample efficiency, batches, mixed spaces and seconds per suggestion",
+        "## " + raw.get("title", "Search: sample efficiency, batches, mixed spaces and seconds per suggestion"),
         "",
         f"Command: `{raw['command']}`  ",
         f"Wall time of the whole run: {raw['wall_seconds'] / 60:.1f} min. Machine: {info['nproc']} cores, "

@@ -6,6 +6,8 @@ points), each under one ``jax.jit``: tiny candidate sets and few L-BFGS steps ke
 
 from __future__ import annotations
 
+import dataclasses
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -48,7 +50,8 @@ def _problem(key, pending=None, acquisition=hx.LogEI(), n_parallel=P, params=PAR
     )
 
 
-STRATEGIES = [hx.KrigingBeliever(), hx.Fantasies(n_samples=8), hx.UCBPE(), hx.Thompson(), hx.LocalPenalization()]
+STRATEGIES = [hx.KrigingBeliever(), hx.Fantasies(n_samples=8), hx.UCBPE(), hx.Thompson(), hx.Thompson(greedy_first=True),
+              hx.LocalPenalization()]
 
 
 @pytest.mark.parametrize("strategy", STRATEGIES, ids=lambda s: type(s).__name__)
@@ -101,6 +104,20 @@ def test_thompson_draws_follow_the_mean_when_the_posterior_is_certain(key):
     mean, std = gp.predict(KERNEL, problem.posterior, cand)
     chosen = int(jnp.argmin(jnp.sum((cand - batch[0]) ** 2, axis=1)))
     assert float(mean[chosen]) >= float(jnp.max(mean)) - 12 * float(jnp.max(std)), (mean[chosen], jnp.max(mean))
+
+
+def test_thompson_greedy_first_slot_is_the_acquisition_maximizer(key):
+    # On a fixed grid of candidates the first slot is the grid point of highest LogEI (the sequential
+    # choice), whatever the key; the draws fill the other slots from the same grid.
+    grid = jnp.stack(jnp.meshgrid(jnp.linspace(0, 1, 9), jnp.linspace(0, 1, 9)), -1).reshape(-1, 2)
+    problem = _problem(jax.random.key(3))
+    problem = dataclasses.replace(
+        problem, candidates=lambda k, post: grid,
+        find=lambda score, k, post: acqopt.maximize(score, grid, 0, 0, lambda V: V))
+    batch = jax.jit(lambda k: hx.Thompson(greedy_first=True).propose(problem, k))(key)
+    mean, std = gp.predict(KERNEL, problem.posterior, grid)
+    np.testing.assert_array_equal(batch[0], grid[jnp.argmax(hx.LogEI()(mean, std, problem.y_best))])
+    assert all(bool(jnp.any(jnp.all(grid == u, axis=1))) for u in batch[1:])
 
 
 def test_relative_improvement_threshold_hand_computed():

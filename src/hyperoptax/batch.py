@@ -306,11 +306,18 @@ class Thompson(BatchStrategy):
     point. The posterior is first conditioned on the pending points at their
     mean (their values are unknown, but their neighbourhood is no longer), so
     draws rarely pick what is already running.
+
+    ``greedy_first``: the first slot is instead the acquisition's maximizer
+    (the full acquisition search, as a sequential step would choose), and the
+    draws fill the others: a batch keeps the sequential search's precision
+    near the incumbent and explores with the rest.
     """
 
+    greedy_first: bool = False
+
     def propose(self, problem, key):
-        k_pending, k_cand, k_draw = jax.random.split(key, 3)
-        posterior, _ = problem.believe_pending(problem.posterior, problem.y_best, k_pending, _mean_hallucination)
+        k_pending, k_cand, k_draw, k_first, k_acq = jax.random.split(key, 5)
+        posterior, y_best = problem.believe_pending(problem.posterior, problem.y_best, k_pending, _mean_hallucination)
         C = problem.candidates(k_cand, posterior)
         mean, cov = gp.predict_joint(problem.kernel, posterior, C)
         floor = gp.noise_floor(cov.dtype) * jnp.exp(posterior.params.log_amplitude)
@@ -321,13 +328,25 @@ class Thompson(BatchStrategy):
         _, std = gp.predict(problem.kernel, posterior, C)
         draws = jnp.where(jnp.all(jnp.isfinite(draws)), draws, mean[None, :] + eps * std[None, :])
 
+        def place(avoid, j, u):
+            return avoid[0].at[problem.n_pending + j].set(u), avoid[1].at[problem.n_pending + j].set(True)
+
         def fill_slot(avoid, j):
             value = problem.spaced(draws[j], C, avoid)
             u = C[jnp.argmax(value)]
-            return (avoid[0].at[problem.n_pending + j].set(u), avoid[1].at[problem.n_pending + j].set(True)), u
+            return place(avoid, j, u), u
 
-        _, batch = jax.lax.scan(fill_slot, problem.avoid(), jnp.arange(problem.n_parallel))
-        return batch
+        avoid, first = problem.avoid(), 0
+        if self.greedy_first:
+
+            def score(V):
+                mean, std = gp.predict(problem.kernel, posterior, V)
+                return problem.spaced(problem.acquisition(mean, std, y_best, key=k_acq), V, avoid)
+
+            u0 = problem.find(score, k_first, posterior)
+            avoid, first = place(avoid, 0, u0), 1
+        _, batch = jax.lax.scan(fill_slot, avoid, jnp.arange(first, problem.n_parallel))
+        return batch if first == 0 else jnp.concatenate([u0[None], batch])
 
 
 @dataclasses.dataclass(frozen=True)

@@ -2,9 +2,11 @@
 
 Each iteration: condition the GP (fitted after the previous update) on the
 observations in the unit cube, maximize the acquisition over random and
-near-incumbent candidates refined by L-BFGS, and fill the batch slot by slot
-with the Kriging Believer: the chosen point gets a hallucinated observation, a
-new Cholesky row, and the next slot looks elsewhere.
+near-incumbent candidates refined by L-BFGS (and discrete moves on integers and
+categories), and fill the batch with the ``batch`` strategy (:mod:`hyperoptax.batch`):
+by default the Kriging Believer -- the chosen point gets a hallucinated
+observation, a new Cholesky row, and the next slot looks elsewhere; in the
+recommended preset parallel Thompson sampling behind one greedy slot.
 """
 
 from __future__ import annotations
@@ -88,7 +90,7 @@ class BayesianSearch(Optimizer):
     acquisition function (PI by default). ARD length scales, amplitude, noise and
     constant mean are tuned with Adam (MAP; or L-BFGS, see ``hparam_optimizer``)
     after each update. Parallel batches come from the Kriging Believer with the
-    ``hallucination`` strategy.
+    ``hallucination`` strategy (another ``batch`` strategy can be chosen).
 
     For the strongest search use :meth:`recommended` (Matérn-5/2 + LogEI).
 
@@ -118,6 +120,16 @@ class BayesianSearch(Optimizer):
         output_warping: log-compress results worse than the median before
             fitting (see :func:`hyperoptax.gp.compress_tail`), so outliers do
             not flatten the surface near the optimum.
+        batch: how the ``n_parallel`` slots are filled (:mod:`hyperoptax.batch`):
+            :class:`~hyperoptax.batch.KrigingBeliever` (the documented
+            behaviour), :class:`~hyperoptax.batch.Fantasies` (greedy q-LogEI),
+            :class:`~hyperoptax.batch.UCBPE`, :class:`~hyperoptax.batch.Thompson`
+            (the preset: ``Thompson(greedy_first=True)``) or
+            :class:`~hyperoptax.batch.LocalPenalization`.
+        pi_relative: PI and LogPI ask for an improvement of at least this
+            fraction of the incumbent's lead over the average standardized
+            result (and at least their ``xi``); 0 gives plain PI, which creeps
+            from its first good point (see :attr:`search_acquisition`).
     """
 
     jitter: float = 1e-6
@@ -375,5 +387,8 @@ RECOMMENDED = dict(
     hparam_optimizer="lbfgs",
     output_warping=True,
     n_initial_points=8,
+    # Measured best at batches of 4 and 8 (benchmarks/RESULTS.md); with one point per batch it is
+    # the sequential acquisition search.
+    batch=bt.Thompson(greedy_first=True),
 )
 """Fields of :meth:`BayesianSearch.recommended`: ``BayesianSearch.init(space, n_max, **RECOMMENDED)``."""
