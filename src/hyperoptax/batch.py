@@ -103,6 +103,12 @@ class BatchProblem:
         valid = jnp.concatenate([self.pending_valid, jnp.zeros(self.n_parallel, bool)])
         return points, valid
 
+    def keep(self, avoid, j, u):
+        """``avoid`` with the batch's ``j``-th point ``u`` added."""
+        points, valid = avoid
+        i = self.n_pending + j
+        return points.at[i].set(u), valid.at[i].set(True)
+
     def spaced(self, values, V, avoid):
         """``values`` of points ``V (k, D)``, ``-inf`` within :data:`MIN_SPACING` of a point to avoid."""
         points, valid = avoid
@@ -169,7 +175,7 @@ class KrigingBeliever(BatchStrategy):
             mean, std = gp.predict(problem.kernel, posterior, u[None])
             y_fake = hallucinate(mean, std, k_hal, y_best)
             posterior = gp.append(problem.kernel, posterior, u, y_fake, problem.slot(j), problem.jitter)
-            avoid = (avoid[0].at[problem.n_pending + j].set(u), avoid[1].at[problem.n_pending + j].set(True))
+            avoid = problem.keep(avoid, j, u)
             return (posterior, jnp.maximum(y_best, y_fake), avoid, key), u
 
         _, batch = jax.lax.scan(fill_slot, (posterior, y_best, problem.avoid(), k_slots), jnp.arange(problem.n_parallel))
@@ -236,8 +242,7 @@ class Fantasies(BatchStrategy):
 
             u = problem.find(score, k_find, posterior)
             state = draw((posterior, fantasies, y_best), u, problem.slot(j), True, k_draw)
-            avoid = (avoid[0].at[problem.n_pending + j].set(u), avoid[1].at[problem.n_pending + j].set(True))
-            return (state, avoid, key), u
+            return (state, problem.keep(avoid, j, u), key), u
 
         _, batch = jax.lax.scan(fill_slot, (carry, problem.avoid(), k_slots), jnp.arange(problem.n_parallel))
         return batch
@@ -289,8 +294,7 @@ class UCBPE(BatchStrategy):
             u = problem.find(score, k_find, posterior)
             mean, _ = gp.predict(problem.kernel, posterior, u[None])
             posterior = gp.append(problem.kernel, posterior, u, mean[0], problem.slot(j), problem.jitter)
-            avoid = (avoid[0].at[problem.n_pending + j].set(u), avoid[1].at[problem.n_pending + j].set(True))
-            return (posterior, avoid, key), u
+            return (posterior, problem.keep(avoid, j, u), key), u
 
         _, batch = jax.lax.scan(fill_slot, (posterior, problem.avoid(), k_slots), jnp.arange(problem.n_parallel))
         return batch
@@ -328,13 +332,10 @@ class Thompson(BatchStrategy):
         _, std = gp.predict(problem.kernel, posterior, C)
         draws = jnp.where(jnp.all(jnp.isfinite(draws)), draws, mean[None, :] + eps * std[None, :])
 
-        def place(avoid, j, u):
-            return avoid[0].at[problem.n_pending + j].set(u), avoid[1].at[problem.n_pending + j].set(True)
-
         def fill_slot(avoid, j):
             value = problem.spaced(draws[j], C, avoid)
             u = C[jnp.argmax(value)]
-            return place(avoid, j, u), u
+            return problem.keep(avoid, j, u), u
 
         avoid, first = problem.avoid(), 0
         if self.greedy_first:
@@ -344,7 +345,7 @@ class Thompson(BatchStrategy):
                 return problem.spaced(problem.acquisition(mean, std, y_best, key=k_acq), V, avoid)
 
             u0 = problem.find(score, k_first, posterior)
-            avoid, first = place(avoid, 0, u0), 1
+            avoid, first = problem.keep(avoid, 0, u0), 1
         _, batch = jax.lax.scan(fill_slot, avoid, jnp.arange(first, problem.n_parallel))
         return batch if first == 0 else jnp.concatenate([u0[None], batch])
 
@@ -386,8 +387,7 @@ class LocalPenalization(BatchStrategy):
                 return problem.spaced(log_a + penalty, V, avoid)
 
             u = problem.find(score, k_find, posterior)
-            i = problem.n_pending + j
-            return ((centers.at[i].set(u), valid.at[i].set(True)), key), u
+            return (problem.keep((centers, valid), j, u), key), u
 
         _, batch = jax.lax.scan(fill_slot, (problem.avoid(), k_slots), jnp.arange(problem.n_parallel))
         return batch
