@@ -202,11 +202,14 @@ def render(raw: dict, summary: dict) -> str:
         "## " + raw.get("title", "Search: sample efficiency, batches, mixed spaces and seconds per suggestion"),
         "",
         f"Command: `{raw['command']}`  ",
-        f"Wall time of the whole run: {raw['wall_seconds'] / 60:.1f} min. Machine: {info['nproc']} cores, "
+        (f"Wall time of the whole run: {raw['wall_seconds'] / 60:.1f} min. " if "wall_seconds" in raw else
+         f"Run cut short after {', '.join(raw['runs'])} (rendered from the partial results). ") +
+        f"Machine: {info['nproc']} cores, "
         f"{info['cpu']}, backend {info['jax_backend']}. Versions: jax {info['jax']}, optuna {info['optuna']}, torch "
         f"{info['torch']}, numpy {info['numpy']}, hyperoptax {info['hyperoptax']} (commit {info['git_commit']}), "
-        f"python {info['python']}. Load average (1 min) at start / end: {raw['load_average']['start'][0]:.1f} / "
-        f"{raw['load_average']['end'][0]:.1f} (the machine is shared; timings of all methods share the noise).  ",
+        f"python {info['python']}. " + (f"Load average (1 min) at start / end: {raw['load_average']['start'][0]:.1f} / "
+        f"{raw['load_average']['end'][0]:.1f} " if "load_average" in raw else "") +
+        "(the machine is shared; timings of all methods share the noise).  ",
         f"Preset: `{raw['preset']}`.",
         "",
         f"Simple regret = best value found - global minimum after the budget of evaluations (for the real HPO "
