@@ -362,6 +362,8 @@ def parse_args(argv=None):
                    help="batch sizes at which Optuna's GPSampler runs (TPE runs at every batch size)")
     p.add_argument("--hpo-methods", default=",".join(HPO_METHODS), help="methods run on the real HPO problems")
     p.add_argument("--methods", default=None, help="comma-separated subset of the methods (default: all)")
+    p.add_argument("--gp-seeds", type=int, default=None,
+                   help="Optuna's GPSampler (the slowest method by far) runs only the first GP_SEEDS seeds")
     p.add_argument("--probe-observations", type=int, default=PROBE_OBSERVATIONS)
     p.add_argument("--probe-suggestions", type=int, default=15)
     p.add_argument("--no-probe", action="store_true")
@@ -391,11 +393,13 @@ def parse_args(argv=None):
     return args
 
 
-def _run_seeds(problem: Problem, all_methods: dict, names, seeds, raw, start):
+def _run_seeds(problem: Problem, all_methods: dict, names, seeds, raw, start, gp_seeds=None):
     runs = raw["runs"].setdefault(problem.name, {})
     for seed in seeds:
         line = []
         for mname in names:
+            if gp_seeds is not None and seed >= gp_seeds and mname.startswith("optuna-gp"):
+                continue
             t0 = time.perf_counter()
             result = all_methods[mname](problem, seed)
             runs.setdefault(mname, []).append(result.__dict__)
@@ -438,6 +442,7 @@ def main(argv=None) -> dict:
         "command": command,
         "title": args.title,
         "seeds": args.seeds,
+        "gp_seeds": args.gp_seeds,
         "budgets": {p.name: p.budget for p in problems},
         "kinds": {p.name: p.kind for p in problems},
         "optima": {p.name: p.optimum for p in problems},
@@ -456,7 +461,7 @@ def main(argv=None) -> dict:
     for problem in problems:
         # --methods picks among the functions' methods; --hpo-methods are the HPO problems' own.
         names = pick(list(all_methods)) if problem.kind == "function" else hpo_methods
-        _run_seeds(problem, all_methods, names, range(args.seeds), raw, start)
+        _run_seeds(problem, all_methods, names, range(args.seeds), raw, start, args.gp_seeds)
         if problem.kind == "function" and args.extend_to > args.seeds:
             moving = search_report.moving_rows(raw["runs"][problem.name], problem.optimum, TARGET_METHODS)
             if moving:

@@ -215,7 +215,8 @@ def render(raw: dict, summary: dict) -> str:
         f"Simple regret = best value found - global minimum after the budget of evaluations (for the real HPO "
         f"problems: - the best value any method found in the run), over {raw['seeds']} seeds (more where a "
         "median moved between the first and second half of the seeds), median and interquartile range; lower "
-        "is better. '-x{q}' methods ask q configurations per iteration (same evaluations). 'vs Optuna GP' counts "
+        "is better" + (f"; Optuna GPSampler ran seeds 0-{raw['gp_seeds'] - 1} only (time), its medians and the "
+                       "'vs Optuna GP' counts are over those" if raw.get("gp_seeds") else "") + ". '-x{q}' methods ask q configurations per iteration (same evaluations). 'vs Optuna GP' counts "
         "the seeds on which the method found a lower value than Optuna GPSampler asked in the same batch size. "
         "Seconds per suggestion: median over the model-based suggestions of every seed (hyperoptax: "
         "`get_next_params` + `update_state` after the first, compiling iteration; Optuna: `study.ask` after its 10 "
@@ -227,6 +228,8 @@ def render(raw: dict, summary: dict) -> str:
             lines.append(f"- {pname}: {', '.join(e['rows'])} moved more than 3x between the two halves of the "
                          f"first {raw['seeds']} seeds, so {', '.join(e['methods'])} ran {e['seeds']} seeds.")
         lines.append("")
+    if raw.get("notes"):
+        lines += [f"- {n}" for n in raw["notes"]] + [""]
     lines += _batch_table(raw, summary)
     for pname, rows in summary["problems"].items():
         lines += _row_table(raw, pname, rows)
