@@ -184,14 +184,11 @@ def _batch_table(raw, summary) -> list[str]:
             continue
         for n in names:
             base = f"hx-{n}" if not n.startswith("optuna") else n
-            cells = []
-            seq = rows.get("hx-preset" if not n.startswith("optuna") else n)
-            cells.append(fmt(seq["regret"][0]) if seq and n in ("preset", "optuna-gp", "optuna-tpe") else "")
-            for q in sizes:
-                r = rows.get(f"{base}-x{q}")
-                cells.append(fmt(r["regret"][0]) if r else "(= preset)" if n != "preset" and
-                             rows.get(f"hx-preset-x{q}") and f"{base}-x{q}" not in rows and not n.startswith("optuna")
-                             else "")
+            seq = rows.get("hx-preset" if n == "preset" else n if n.startswith("optuna") else None)
+            batched = [rows.get(f"{base}-x{q}") for q in sizes]
+            if seq is None and not any(batched):
+                continue  # not run on this function
+            cells = [fmt(seq["regret"][0]) if seq else ""] + [fmt(r["regret"][0]) if r else "" for r in batched]
             lines.append(f"| {pname} | {n} | " + " | ".join(cells) + " |")
     return lines + [""]
 
@@ -230,6 +227,11 @@ def render(raw: dict, summary: dict) -> str:
         lines.append("")
     if raw.get("notes"):
         lines += [f"- {n}" for n in raw["notes"]] + [""]
+    short = [f"{p} at {q}: {raw['budgets'][p] // q * q}" for p in raw["runs"] if raw["kinds"].get(p) == "function"
+             for q in raw.get("batch_sizes", []) if raw["budgets"][p] % q]
+    if short:
+        lines += ["- A batch size that does not divide the budget runs whole batches only, so fewer evaluations "
+                  "(" + ", ".join(short) + ").", ""]
     lines += _batch_table(raw, summary)
     for pname, rows in summary["problems"].items():
         lines += _row_table(raw, pname, rows)
