@@ -110,14 +110,15 @@ def test_thompson_greedy_first_slot_is_the_acquisition_maximizer(key):
     # On a fixed grid of candidates the first slot is the grid point of highest LogEI (the sequential
     # choice), whatever the key; the draws fill the other slots from the same grid.
     grid = jnp.stack(jnp.meshgrid(jnp.linspace(0, 1, 9), jnp.linspace(0, 1, 9)), -1).reshape(-1, 2)
-    problem = _problem(jax.random.key(3))
-    problem = dataclasses.replace(
-        problem, candidates=lambda k, post: grid,
-        find=lambda score, k, post: acqopt.maximize(score, grid, 0, 0, lambda V: V))
-    batch = jax.jit(lambda k: hx.Thompson(greedy_first=True).propose(problem, k))(key)
-    mean, std = gp.predict(KERNEL, problem.posterior, grid)
-    np.testing.assert_array_equal(batch[0], grid[jnp.argmax(hx.LogEI()(mean, std, problem.y_best))])
-    assert all(bool(jnp.any(jnp.all(grid == u, axis=1))) for u in batch[1:])
+    for n_parallel in (4, 1):  # one slot: the sequential step alone
+        problem = dataclasses.replace(
+            _problem(jax.random.key(3), n_parallel=n_parallel), candidates=lambda k, post: grid,
+            find=lambda score, k, post: acqopt.maximize(score, grid, 0, 0, lambda V: V))
+        batch = jax.jit(lambda k: hx.Thompson(greedy_first=True).propose(problem, k))(key)
+        assert batch.shape == (n_parallel, 2)
+        mean, std = gp.predict(KERNEL, problem.posterior, grid)
+        np.testing.assert_array_equal(batch[0], grid[jnp.argmax(hx.LogEI()(mean, std, problem.y_best))])
+        assert all(bool(jnp.any(jnp.all(grid == u, axis=1))) for u in batch[1:])
 
 
 def test_relative_improvement_threshold_hand_computed():

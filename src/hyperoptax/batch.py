@@ -322,21 +322,6 @@ class Thompson(BatchStrategy):
     def propose(self, problem, key):
         k_pending, k_cand, k_draw, k_first, k_acq = jax.random.split(key, 5)
         posterior, y_best = problem.believe_pending(problem.posterior, problem.y_best, k_pending, _mean_hallucination)
-        C = problem.candidates(k_cand, posterior)
-        mean, cov = gp.predict_joint(problem.kernel, posterior, C)
-        floor = gp.noise_floor(cov.dtype) * jnp.exp(posterior.params.log_amplitude)
-        L = jnp.linalg.cholesky(cov + floor * jnp.eye(C.shape[0], dtype=cov.dtype))
-        eps = jax.random.normal(k_draw, (problem.n_parallel, C.shape[0]), cov.dtype)
-        draws = mean[None, :] + eps @ L.T
-        # A factor that failed (NaN) leaves the marginal draws, which are still Thompson samples pointwise.
-        _, std = gp.predict(problem.kernel, posterior, C)
-        draws = jnp.where(jnp.all(jnp.isfinite(draws)), draws, mean[None, :] + eps * std[None, :])
-
-        def fill_slot(avoid, j):
-            value = problem.spaced(draws[j], C, avoid)
-            u = C[jnp.argmax(value)]
-            return problem.keep(avoid, j, u), u
-
         avoid, first = problem.avoid(), 0
         if self.greedy_first:
 
@@ -345,9 +330,31 @@ class Thompson(BatchStrategy):
                 return problem.spaced(problem.acquisition(mean, std, y_best, key=k_acq), V, avoid)
 
             u0 = problem.find(score, k_first, posterior)
+            if problem.n_parallel == 1:
+                return u0[None]  # the sequential step: no draws to pay for
             avoid, first = problem.keep(avoid, 0, u0), 1
+        C = problem.candidates(k_cand, posterior)
+        draws = _joint_draws(problem, posterior, C, k_draw)
+
+        def fill_slot(avoid, j):
+            value = problem.spaced(draws[j], C, avoid)
+            u = C[jnp.argmax(value)]
+            return problem.keep(avoid, j, u), u
+
         _, batch = jax.lax.scan(fill_slot, avoid, jnp.arange(first, problem.n_parallel))
         return batch if first == 0 else jnp.concatenate([u0[None], batch])
+
+
+def _joint_draws(problem, posterior, C, key):
+    """``(n_parallel, c)`` joint posterior draws of the latent function at the candidates ``C``."""
+    mean, cov = gp.predict_joint(problem.kernel, posterior, C)
+    floor = gp.noise_floor(cov.dtype) * jnp.exp(posterior.params.log_amplitude)
+    L = jnp.linalg.cholesky(cov + floor * jnp.eye(C.shape[0], dtype=cov.dtype))
+    eps = jax.random.normal(key, (problem.n_parallel, C.shape[0]), cov.dtype)
+    draws = mean[None, :] + eps @ L.T
+    # A factor that failed (NaN) leaves the marginal draws, which are still Thompson samples pointwise.
+    _, std = gp.predict(problem.kernel, posterior, C)
+    return jnp.where(jnp.all(jnp.isfinite(draws)), draws, mean[None, :] + eps * std[None, :])
 
 
 @dataclasses.dataclass(frozen=True)
