@@ -200,6 +200,7 @@ def render(raw: dict, summary: dict) -> str:
         "",
         f"Command: `{raw['command']}`  ",
         (f"Wall time of the whole run: {raw['wall_seconds'] / 60:.1f} min. " if "wall_seconds" in raw else
+         "Several runs, see below. " if raw.get("notes") else
          f"Run cut short after {', '.join(raw['runs'])} (rendered from the partial results). ") +
         f"Machine: {info['nproc']} cores, "
         f"{info['cpu']}, backend {info['jax_backend']}. Versions: jax {info['jax']}, optuna {info['optuna']}, torch "
