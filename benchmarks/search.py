@@ -1,35 +1,41 @@
-"""Sample efficiency and speed of the search: hyperoptax against random search and Optuna.
+"""Sample efficiency, batches and speed of the search: hyperoptax against random search and Optuna.
 
-For each test function (``benchmarks/functions.py``) and seed, every method minimizes the function
-for a fixed number of evaluations; the simple regret is ``best value found - global minimum``. The
-time of each suggestion is measured as well, and a separate probe times a suggestion once 100
-observations of Hartmann-6 are in the model.
+For each problem and seed, every method minimizes it for a fixed number of evaluations; the simple
+regret is ``best value found - global minimum`` (for the real HPO problems of ``hpo.py``, whose
+minimum is unknown: ``- the best value any method found in the run``). Problems: the test functions of
+``functions.py`` and the real HPO problems of ``hpo.py`` (scikit-learn and JAX models on bundled
+datasets, mixed spaces). A separate probe times one suggestion once 100 observations of Hartmann-6
+are in the model.
 
-    python benchmarks/search.py                 # full run, writes benchmarks/RESULTS.md
-    python benchmarks/search.py --quick         # ~2 minute smoke run, writes nothing tracked
+    python benchmarks/search.py                  # everything (several hours on 2 busy cores), writes RESULTS.md
+    python benchmarks/search.py --quick          # smoke run, writes nothing tracked
 
-Methods:
+The committed results come from a run sized for about an hour on 2 shared cores (its command is in
+RESULTS.md): the preset at every batch size, Optuna's GPSampler and TPE at 8, the other strategies
+measured separately (``--section search-strategies``).
+
+Methods (``q`` = configurations asked per iteration; every method gets the same evaluations):
 
 * ``hx-default``: ``BayesianSearch`` with its documented defaults, one point per iteration.
-* ``hx-recommended``: the recommended preset, one point per iteration.
-* ``hx-recommended-x4``: the preset proposing batches of 4 (budget/4 iterations, same evaluations).
+* ``hx-preset``, ``hx-preset-x{q}``: the recommended preset, sequential and in batches of ``q``
+  (its batch strategy, ``RECOMMENDED["batch"]``).
+* ``hx-{strategy}-x{q}``: the preset with another batch strategy (believer, fantasies, ucbpe,
+  thompson, penalize; see ``hyperoptax.batch``).
 * ``random``: ``hyperoptax.RandomSearch``.
-* ``optuna-tpe`` / ``optuna-gp``: ``TPESampler(seed=seed)`` / ``GPSampler(seed=seed)``, ask/tell.
+* ``optuna-gp[-x{q}]`` / ``optuna-tpe[-x{q}]``: ``GPSampler(seed=seed)`` / ``TPESampler(seed=seed,
+  constant_liar=True)``; a batch of ``q`` is ``q`` asks (the earlier ones RUNNING when a later one is
+  asked), then ``q`` tells.
 
 The cost of a hyperoptax suggestion is ``get_next_params`` plus ``update_state`` (that is where the GP
 hyperparameters are refit); the cost of an Optuna suggestion is ``study.ask`` (where the sampler
-fits its GP / Parzen estimators and optimizes the acquisition). The first hyperoptax iteration
-includes compilation and is reported separately.
+fits its GP / Parzen estimators and optimizes the acquisition).
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import math
 import os
-import platform
-import subprocess
 import sys
 import time
 import warnings
@@ -42,19 +48,56 @@ import jax.numpy as jnp
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+import hpo  # noqa: E402
+import search_report  # noqa: E402
 from functions import FUNCTIONS, TestFunction  # noqa: E402
+from sections import write_section  # noqa: E402
 
 import hyperoptax  # noqa: E402
 
 HERE = Path(__file__).resolve().parent
-RESULTS_MD = HERE / "RESULTS.md"
-BEGIN, END = "<!-- search:begin -->", "<!-- search:end -->"
 
 DEFAULT_FUNCTIONS = ("branin", "hartmann3", "levy4", "hartmann6")
-# Evaluations per run, chosen so the full run fits in ~25 minutes on 2 CPU cores.
-DEFAULT_BUDGETS = {"branin": 40, "hartmann3": 50, "levy4": 60, "hartmann6": 80, "ackley5": 80, "camel": 40}
+DEFAULT_PROBLEMS = tuple(hpo.PROBLEMS)
+DEFAULT_BUDGETS = {"branin": 40, "hartmann3": 48, "levy4": 64, "hartmann6": 80, "ackley5": 80, "camel": 40}
+BATCH_SIZES = (1, 4, 8, 16)
+# Sized for about an hour on 2 shared cores: the other strategies at 8 only, Optuna's GP sequential and at 8.
+STRATEGY_BATCH_SIZES = (8,)
+GP_BATCH_SIZES = (1, 8)
+STRATEGIES = {
+    "believer": lambda: hyperoptax.KrigingBeliever(),
+    "fantasies": lambda: hyperoptax.Fantasies(),
+    "ucbpe": lambda: hyperoptax.UCBPE(),
+    "thompson": lambda: hyperoptax.Thompson(),
+    "thompson-greedy": lambda: hyperoptax.Thompson(greedy_first=True),
+    "penalize": lambda: hyperoptax.LocalPenalization(),
+}
 PROBE_OBSERVATIONS = 100
-BATCH = 4
+
+
+# --------------------------------------------------------------------------------------------------
+# Problems: a test function or a real HPO problem, behind one interface
+# --------------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Problem:
+    name: str
+    spec: dict  # hpo.py's space specs
+    evaluate: Callable[[dict], float]
+    budget: int
+    optimum: float | None  # None: unknown (regret against the best found in the run)
+    kind: str  # "function" or "hpo"
+
+
+def function_problem(f: TestFunction, budget: int) -> Problem:
+    spec = {f"x{i}": ("linear", float(lo), float(hi)) for i, (lo, hi) in enumerate(f.bounds)}
+    return Problem(f.name, spec, lambda c: f.evaluate([c[f"x{i}"] for i in range(f.dim)]), budget, f.optimum,
+                   "function")
+
+
+def hpo_problem(p: hpo.HPOProblem, budget: int | None) -> Problem:
+    return Problem(p.name, p.space, p.evaluate, budget or p.budget, None, "hpo")
 
 
 # --------------------------------------------------------------------------------------------------
@@ -68,140 +111,131 @@ class RunResult:
     suggest_seconds: list[float]  # one per iteration (a batch counts as one iteration)
     points_per_iteration: int
     first_iteration_seconds: float | None  # hyperoptax: includes compilation (cached after seed 0)
-    best_x: list[float]
     # Leading entries of suggest_seconds that are random start-up suggestions, not model-based ones.
     startup_suggestions: int = 0
 
 
-def space_for(f: TestFunction) -> dict:
-    return {f"x{i}": hyperoptax.LinearSpace(float(lo), float(hi)) for i, (lo, hi) in enumerate(f.bounds)}
+def preset(**overrides) -> dict:
+    return {**hyperoptax.RECOMMENDED, **overrides}
 
 
-def _rows(params: dict, dim: int) -> np.ndarray:
-    """Batched params ``{x0: (n,), ...}`` -> points ``(n, dim)``."""
-    return np.stack([np.asarray(params[f"x{i}"], dtype=np.float64).reshape(-1) for i in range(dim)], axis=-1)
-
-
-def _block(tree):
-    return jax.block_until_ready(tree)
-
-
-def recommended_kwargs() -> tuple[str, dict]:
-    """The fields of the recommended preset, and where they came from."""
-    preset = getattr(hyperoptax, "RECOMMENDED", None)
-    if preset is not None:
-        fields = ", ".join(f"{k}={v!r}" for k, v in preset.items())
-        return f"BayesianSearch.recommended() = BayesianSearch({fields})", dict(preset)
-    from hyperoptax import LogEI, Matern
-
-    return (
-        "BayesianSearch(kernel=Matern(nu=2.5), acquisition=LogEI())  [stand-in: no preset found]",
-        dict(kernel=Matern(nu=2.5), acquisition=LogEI()),
-    )
+def preset_description() -> str:
+    return "BayesianSearch.recommended() = BayesianSearch(" + ", ".join(
+        f"{k}={v!r}" for k, v in hyperoptax.RECOMMENDED.items()) + ")"
 
 
 _OPTIMIZERS: dict = {}
 
 
 def make_hyperoptax(kind: str, space: dict, n_max: int, n_parallel: int, reuse: bool = True):
-    """``(state, optimizer)`` for a hyperoptax method, minimizing.
+    """``(state, optimizer)`` minimizing; ``kind`` is ``default``, ``preset``, ``random`` or a strategy name.
 
-    The optimizer is frozen configuration and its step functions are jitted per instance, so the
-    benchmark keeps one instance per configuration and gives each seed only a fresh state: seeds after
-    the first run compiled code, as a user's sweep over seeds would.
+    The optimizer is frozen configuration and its steps are compiled per configuration, so the benchmark
+    keeps one instance per configuration and gives each seed only a fresh state: seeds after the first
+    run compiled code, as a user's sweep over seeds would.
     """
-    state, optimizer = _make_hyperoptax(kind, space, n_max, n_parallel)
-    if reuse:
-        optimizer = _OPTIMIZERS.setdefault((kind, repr(space), n_max, n_parallel), optimizer)
-    return state, optimizer
-
-
-def _make_hyperoptax(kind: str, space: dict, n_max: int, n_parallel: int):
     common = dict(n_max=n_max, n_parallel=n_parallel, maximize=False)
     if kind == "default":
-        return hyperoptax.BayesianSearch.init(space, **common)
-    if kind == "recommended":
-        return hyperoptax.BayesianSearch.init(space, **common, **recommended_kwargs()[1])
-    if kind == "random":
-        return hyperoptax.RandomSearch.init(space, **common)
-    raise ValueError(kind)
+        state, opt = hyperoptax.BayesianSearch.init(space, **common)
+    elif kind == "preset":
+        state, opt = hyperoptax.BayesianSearch.init(space, **common, **preset())
+    elif kind == "random":
+        state, opt = hyperoptax.RandomSearch.init(space, **common)
+    else:
+        state, opt = hyperoptax.BayesianSearch.init(space, **common, **preset(batch=STRATEGIES[kind]()))
+    if reuse:
+        opt = _OPTIMIZERS.setdefault((kind, repr(space), n_max, n_parallel), opt)
+    return state, opt
 
 
-def run_hyperoptax(kind: str, f: TestFunction, budget: int, seed: int, n_parallel: int = 1) -> RunResult:
-    n_iterations = budget // n_parallel
-    state, opt = make_hyperoptax(kind, space_for(f), n_max=n_iterations * n_parallel, n_parallel=n_parallel)
+def _configs(space: dict, params) -> list[dict]:
+    """A batch of params -> one dict of plain values per configuration."""
+    plain = hyperoptax.decode_params(space, params)
+    n = len(next(iter(plain.values())))
+    return [{k: v[i] for k, v in plain.items()} for i in range(n)]
+
+
+def run_hyperoptax(kind: str, problem: Problem, seed: int, q: int = 1) -> RunResult:
+    n_iterations = problem.budget // q
+    space = hpo.hyperoptax_space(problem.spec)
+    state, opt = make_hyperoptax(kind, space, n_max=n_iterations * q, n_parallel=q)
     key = jax.random.key(seed)
     values, times = [], []
     for _ in range(n_iterations):
         key, k_next, k_update = jax.random.split(key, 3)
         t0 = time.perf_counter()
-        params = _block(opt.get_next_params(state, k_next))
+        params = jax.block_until_ready(opt.get_next_params(state, k_next))
         elapsed = time.perf_counter() - t0
-        points = _rows(params, f.dim)
-        results = [f.evaluate(p) for p in points]
+        results = [problem.evaluate(c) for c in _configs(space, params)]
         t0 = time.perf_counter()
-        state = _block(opt.update_state(state, k_update, jnp.asarray(results, jnp.float32), params))
+        state = jax.block_until_ready(opt.update_state(state, k_update, jnp.asarray(results, state.y.dtype), params))
         times.append(elapsed + time.perf_counter() - t0)
         values.extend(results)
-    return RunResult(values, times[1:], n_parallel, times[0], _best_x(values, state, opt, f))
+    return RunResult(values, times[1:], q, times[0])
 
 
-def _best_x(values, state, opt, f) -> list[float]:
-    try:
-        best = opt.best_params(state)
-        return [float(np.asarray(best[f"x{i}"]).reshape(())) for i in range(f.dim)]
-    except Exception:  # best_params is a convenience; the regret does not depend on it
-        return []
-
-
-def run_random_numpy(f: TestFunction, budget: int, seed: int) -> RunResult:
-    rng = np.random.default_rng(seed)
-    lo, hi = np.array(f.bounds).T
-    values, times, xs = [], [], []
-    for _ in range(budget):
-        t0 = time.perf_counter()
-        x = lo + rng.random(f.dim) * (hi - lo)
-        times.append(time.perf_counter() - t0)
-        xs.append(x)
-        values.append(f.evaluate(x))
-    return RunResult(values, times[1:], 1, times[0], xs[int(np.argmin(values))].tolist())
-
-
-def run_optuna(sampler_name: str, f: TestFunction, budget: int, seed: int) -> RunResult:
+def run_optuna(sampler_name: str, problem: Problem, seed: int, q: int = 1) -> RunResult:
     import optuna
-    from optuna.distributions import FloatDistribution
 
-    sampler = {"tpe": optuna.samplers.TPESampler, "gp": optuna.samplers.GPSampler}[sampler_name](seed=seed)
+    if sampler_name == "gp":
+        sampler = optuna.samplers.GPSampler(seed=seed)
+    else:
+        sampler = optuna.samplers.TPESampler(seed=seed, constant_liar=True)
     study = optuna.create_study(direction="minimize", sampler=sampler)
-    distributions = {f"x{i}": FloatDistribution(float(lo), float(hi)) for i, (lo, hi) in enumerate(f.bounds)}
+    distributions = hpo.optuna_distributions(problem.spec)
     values, times = [], []
-    for _ in range(budget):
+    for _ in range(problem.budget // q):
         t0 = time.perf_counter()
-        trial = study.ask(distributions)  # fixed distributions: the sampler does its work here
+        trials = [study.ask(distributions) for _ in range(q)]  # fixed distributions: the sampler works here
         times.append(time.perf_counter() - t0)
-        value = f.evaluate([trial.params[f"x{i}"] for i in range(f.dim)])
-        study.tell(trial, value)
-        values.append(value)
+        results = [problem.evaluate(t.params) for t in trials]
+        for trial, value in zip(trials, results):
+            study.tell(trial, value)
+        values.extend(results)
     # Both samplers suggest their first n_startup_trials (default 10) at random.
     startup = getattr(sampler, "_n_startup_trials", 10)
-    return RunResult(values, times[1:], 1, times[0], [study.best_params[f"x{i}"] for i in range(f.dim)],
-                     startup_suggestions=max(startup - 1, 0))
+    return RunResult(values, times[1:], q, times[0], startup_suggestions=max(startup // q - 1, 0))
 
 
-def methods(include_batched: bool, random_impl: str) -> dict[str, Callable]:
+def run_random(problem: Problem, seed: int) -> RunResult:
+    return run_hyperoptax("random", problem, seed)
+
+
+def methods(batch_sizes, strategies, strategy_sizes=None, gp_sizes=None) -> dict[str, Callable]:
+    """Name -> ``run(problem, seed)``, for the test functions (every batch size) and HPO problems (q = 1).
+
+    The other strategies run at the batch sizes in ``strategy_sizes`` and Optuna's GPSampler at those in
+    ``gp_sizes`` (default: every batch size), the preset and TPE at every batch size.
+    """
     ms: dict[str, Callable] = {
-        "hx-default": lambda f, b, s: run_hyperoptax("default", f, b, s),
-        "hx-recommended": lambda f, b, s: run_hyperoptax("recommended", f, b, s),
+        "hx-default": lambda p, s: run_hyperoptax("default", p, s),
+        "random": run_random,
     }
-    if include_batched:
-        ms["hx-recommended-x4"] = lambda f, b, s: run_hyperoptax("recommended", f, b, s, n_parallel=BATCH)
-    if random_impl == "hyperoptax":
-        ms["random"] = lambda f, b, s: run_hyperoptax("random", f, b, s)
-    else:
-        ms["random"] = run_random_numpy
-    ms["optuna-tpe"] = lambda f, b, s: run_optuna("tpe", f, b, s)
-    ms["optuna-gp"] = lambda f, b, s: run_optuna("gp", f, b, s)
+    preset_strategy = _strategy_name(hyperoptax.RECOMMENDED.get("batch"))
+    for q in batch_sizes:
+        suffix = "" if q == 1 else f"-x{q}"
+        ms[f"hx-preset{suffix}"] = lambda p, s, q=q: run_hyperoptax("preset", p, s, q)
+        if q > 1 and (strategy_sizes is None or q in strategy_sizes):
+            for name in strategies:
+                if name != preset_strategy:
+                    ms[f"hx-{name}{suffix}"] = lambda p, s, q=q, name=name: run_hyperoptax(name, p, s, q)
+        ms[f"optuna-tpe{suffix}"] = lambda p, s, q=q: run_optuna("tpe", p, s, q)
+        if gp_sizes is None or q in gp_sizes:
+            ms[f"optuna-gp{suffix}"] = lambda p, s, q=q: run_optuna("gp", p, s, q)
     return ms
+
+
+def _strategy_name(strategy) -> str | None:
+    for name, make in STRATEGIES.items():
+        if strategy is not None and strategy == make():
+            return name
+    return None
+
+
+HPO_METHODS = ("hx-preset", "random", "optuna-gp")
+# The rows the targets compare; their functions get 30 seeds when a median moves between blocks of seeds.
+TARGET_METHODS = ("hx-default", "random", "hx-preset", "hx-preset-x4", "hx-preset-x8", "optuna-gp-x8",
+                  "optuna-tpe-x8")
 
 
 # --------------------------------------------------------------------------------------------------
@@ -214,8 +248,8 @@ class _HyperoptaxProbe:
 
     def __init__(self, kind, f, n_obs, n_timed, seed):
         self.f = f
-        self.state, self.opt = make_hyperoptax(kind, space_for(f), n_max=n_obs + n_timed + 10, n_parallel=1,
-                                               reuse=False)
+        space = hpo.hyperoptax_space(function_problem(f, 0).spec)
+        self.state, self.opt = make_hyperoptax(kind, space, n_max=n_obs + n_timed + 10, n_parallel=1, reuse=False)
         rng = np.random.default_rng(seed)
         lo, hi = np.array(f.bounds).T
         self.key = jax.random.key(seed)
@@ -224,17 +258,18 @@ class _HyperoptaxProbe:
             params = {f"x{i}": jnp.asarray([x[i]], jnp.float32) for i in range(f.dim)}
             self.key, k = jax.random.split(self.key)
             self.state = self.opt.update_state(self.state, k, jnp.asarray([f.evaluate(x)], jnp.float32), params)
-        _block(self.state)
+        jax.block_until_ready(self.state)
 
     def step(self) -> tuple[float, float]:
         """Seconds of (get_next_params, get_next_params + update_state)."""
         self.key, k_next, k_update = jax.random.split(self.key, 3)
         t0 = time.perf_counter()
-        params = _block(self.opt.get_next_params(self.state, k_next))
+        params = jax.block_until_ready(self.opt.get_next_params(self.state, k_next))
         t_get = time.perf_counter() - t0
-        results = jnp.asarray([self.f.evaluate(p) for p in _rows(params, self.f.dim)], jnp.float32)
+        x = [float(params[f"x{i}"][0]) for i in range(self.f.dim)]
+        results = jnp.asarray([self.f.evaluate(x)], jnp.float32)
         t0 = time.perf_counter()
-        self.state = _block(self.opt.update_state(self.state, k_update, results, params))
+        self.state = jax.block_until_ready(self.opt.update_state(self.state, k_update, results, params))
         return t_get, t_get + time.perf_counter() - t0
 
 
@@ -285,7 +320,7 @@ def run_probe(n_obs: int, n_timed: int, seed: int = 0) -> dict:
     f = FUNCTIONS["hartmann6"]
     probes = {
         "hx-default": _HyperoptaxProbe("default", f, n_obs, n_timed, seed),
-        "hx-recommended": _HyperoptaxProbe("recommended", f, n_obs, n_timed, seed),
+        "hx-preset": _HyperoptaxProbe("preset", f, n_obs, n_timed, seed),
         "optuna-gp": _OptunaProbe("gp", f, n_obs, n_timed, seed),
         "optuna-tpe": _OptunaProbe("tpe", f, n_obs, n_timed, seed),
         # hyperoptax keeps its LAPACK on one thread; this row shows Optuna's GP under the same restriction.
@@ -305,257 +340,6 @@ def run_probe(n_obs: int, n_timed: int, seed: int = 0) -> dict:
 
 
 # --------------------------------------------------------------------------------------------------
-# Reporting
-# --------------------------------------------------------------------------------------------------
-
-
-def quartiles(xs) -> tuple[float, float, float]:
-    q25, q50, q75 = np.percentile(np.asarray(xs, dtype=np.float64), [25, 50, 75])
-    return float(q50), float(q25), float(q75)
-
-
-def fmt(x: float) -> str:
-    if x == 0:
-        return "0"
-    if abs(x) >= 100 or abs(x) < 1e-3:
-        return f"{x:.2e}"
-    return f"{x:.4g}"
-
-
-def machine_info() -> dict:
-    cpu = "unknown"
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    import optuna
-    import torch
-
-    try:
-        commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True,
-                                cwd=HERE).stdout.strip()
-        dirty = subprocess.run(["git", "status", "--porcelain", "--", "../src"], capture_output=True, text=True,
-                               cwd=HERE).stdout.strip()
-        if dirty:
-            commit += " + uncommitted changes under src/"
-    except OSError:
-        commit = ""
-    return {
-        "nproc": os.cpu_count(),
-        "cpu": cpu,
-        "platform": platform.platform(),
-        "python": platform.python_version(),
-        "jax": jax.__version__,
-        "jax_backend": jax.default_backend(),
-        "optuna": optuna.__version__,
-        "torch": torch.__version__,
-        "numpy": np.__version__,
-        "hyperoptax": getattr(hyperoptax, "__version__", "?"),
-        "git_commit": commit,
-    }
-
-
-def summarize(raw: dict) -> dict:
-    """Per function and method: regret quartiles, per-suggestion seconds; the targets."""
-    summary = {"functions": {}, "targets": {}}
-    for fname, per_method in raw["runs"].items():
-        opt = FUNCTIONS[fname].optimum
-        rows = {}
-        for mname, seeds in per_method.items():
-            regrets = [min(r["values"]) - opt for r in seeds]
-            per_point = [t / r["points_per_iteration"] for r in seeds
-                         for t in r["suggest_seconds"][r.get("startup_suggestions", 0):]]
-            first = [r["first_iteration_seconds"] for r in seeds if r["first_iteration_seconds"] is not None]
-            rows[mname] = {
-                "regret": quartiles(regrets),
-                "regrets": regrets,
-                "seconds_median": float(np.median(per_point)) if per_point else float("nan"),
-                "seconds_mean": float(np.mean(per_point)) if per_point else float("nan"),
-                "first_call_seed0": first[0] if first else None,
-                "first_call_later_median": float(np.median(first[1:])) if len(first) > 1 else None,
-            }
-        summary["functions"][fname] = rows
-
-    funcs = summary["functions"]
-    rec, rnd, gp = "hx-recommended", "random", "optuna-gp"
-    if all(rec in r and rnd in r and gp in r for r in funcs.values()):
-        beats_random = {f: r[rec]["regret"][0] < r[rnd]["regret"][0] for f, r in funcs.items()}
-        vs_gp = {f: r[rec]["regret"][0] <= r[gp]["regret"][0] for f, r in funcs.items()}
-        summary["targets"]["recommended_beats_random_everywhere"] = all(beats_random.values())
-        summary["targets"]["beats_random"] = beats_random
-        summary["targets"]["matches_or_beats_gp"] = vs_gp
-        summary["targets"]["matches_or_beats_gp_on_half"] = sum(vs_gp.values()) * 2 >= len(vs_gp)
-    probe = raw.get("probe")
-    if probe:
-        gp_cost = float(np.median(probe["optuna-gp"]["suggestion"]))
-        ratios = {}
-        for kind in ("hx-default", "hx-recommended"):
-            ratios[kind] = float(np.median(probe[kind]["suggestion"])) / gp_cost
-        summary["targets"]["probe_ratio_vs_gp"] = ratios
-        if "optuna-gp-1thread" in probe:
-            gp1 = float(np.median(probe["optuna-gp-1thread"]["suggestion"]))
-            summary["targets"]["probe_ratio_vs_gp_1thread"] = {
-                kind: float(np.median(probe[kind]["suggestion"])) / gp1 for kind in ("hx-default", "hx-recommended")}
-        summary["targets"]["suggestion_cost_at_most_tenth_of_gp"] = ratios["hx-recommended"] <= 0.1
-    return summary
-
-
-def paired_wins(a: list[float], b: list[float]) -> str:
-    wins = sum(x < y for x, y in zip(a, b))
-    ties = sum(x == y for x, y in zip(a, b))
-    return f"{wins}/{len(a)}" + (f" (+{ties} ties)" if ties else "")
-
-
-def render(raw: dict, summary: dict) -> str:
-    info = raw["machine"]
-    lines = [
-        "## Search: sample efficiency and seconds per suggestion",
-        "",
-        f"Command: `{raw['command']}`  ",
-        f"Wall time of the whole run: {raw['wall_seconds'] / 60:.1f} min. "
-        f"Machine: {info['nproc']} cores, {info['cpu']}, backend {info['jax_backend']}. "
-        f"Versions: jax {info['jax']}, optuna {info['optuna']}, torch {info['torch']}, numpy {info['numpy']}, "
-        f"hyperoptax {info['hyperoptax']} (commit {info['git_commit']}), python {info['python']}. "
-        f"Load average (1 min) at start / end: {raw['load_average']['start'][0]:.1f} / "
-        f"{raw['load_average']['end'][0]:.1f} (the machine is shared; timings of all methods share the noise).  ",
-        f"Recommended preset: `{raw['recommended_preset']}`. Random search: {raw['random_impl']}.",
-        "",
-        f"Simple regret = best value found - global minimum after the budget of evaluations, over "
-        f"{raw['seeds']} seeds (median and interquartile range); lower is better. "
-        "'vs GP' counts the seeds on which the method found a lower value than Optuna GPSampler with the same "
-        "seed. Seconds per suggestion: median (and mean) over the model-based suggestions of every seed, that is "
-        "after hyperoptax's first (warm-up, compiling) iteration and after Optuna's 10 random start-up trials "
-        "(hyperoptax: `get_next_params` + `update_state`; Optuna: `study.ask`); a batched "
-        f"iteration's time is divided by its {BATCH} points. "
-        "'first call' is the first hyperoptax iteration of seed 0 (compilation) and of later seeds.",
-        "",
-    ]
-    for fname, rows in summary["functions"].items():
-        f = FUNCTIONS[fname]
-        lines += [
-            f"### {fname} (d={f.dim}, optimum {f.optimum:.6f}, budget {raw['budgets'][fname]} evaluations)",
-            "",
-            "| method | median regret | IQR | vs GP | s / suggestion (median) | mean | first call: seed 0 / later |",
-            "|---|---|---|---|---|---|---|",
-        ]
-        gp = rows.get("optuna-gp")
-        for mname, r in rows.items():
-            med, q25, q75 = r["regret"]
-            vs = paired_wins(r["regrets"], gp["regrets"]) if gp and mname != "optuna-gp" else ""
-            first = ""
-            if r["first_call_seed0"] is not None and mname.startswith("hx"):
-                later = r["first_call_later_median"]
-                first = f"{r['first_call_seed0']:.2f} s / {later:.3f} s" if later is not None else \
-                    f"{r['first_call_seed0']:.2f} s"
-            lines.append(
-                f"| {mname} | {fmt(med)} | [{fmt(q25)}, {fmt(q75)}] | {vs} | {r['seconds_median'] * 1e3:.1f} ms "
-                f"| {r['seconds_mean'] * 1e3:.1f} ms | {first} |"
-            )
-        lines.append("")
-
-    probe = raw.get("probe")
-    t = summary["targets"]
-    if probe:
-        gp_cost = float(np.median(probe["optuna-gp"]["suggestion"]))
-        lines += [
-            f"### Cost of one suggestion at {probe['observations']} observations ({probe['function']})",
-            "",
-            f"Each method is given {probe['observations']} uniformly random observations, then "
-            f"{probe['timed_suggestions']} further suggestions are timed (median), the methods taking turns "
-            f"so that they share the machine's load. One untimed suggestion each comes first (hyperoptax "
-            f"compiles; Optuna's GP fits from scratch; 'first' column). hyperoptax: n_max = "
-            f"{probe['observations'] + probe['timed_suggestions'] + 10}, n_parallel = 1. The target's ratio is "
-            "against Optuna's GPSampler as shipped (torch's default thread count); 'optuna-gp-1thread' is the "
-            "same sampler with `torch.set_num_threads(1)` during `ask`, for comparison with hyperoptax, which "
-            "keeps its LAPACK on one thread.",
-            "",
-            "| method | get_next_params | suggestion (get + update) | ratio to Optuna GP | IQR of suggestion | first |",
-            "|---|---|---|---|---|---|",
-        ]
-        for kind in ("hx-default", "hx-recommended"):
-            p = probe[kind]
-            cost = float(np.median(p["suggestion"]))
-            _, q25, q75 = quartiles(p["suggestion"])
-            lines.append(f"| {kind} | {np.median(p['get_next_params']) * 1e3:.1f} ms | {cost * 1e3:.1f} ms "
-                         f"| {cost / gp_cost:.3f} | [{q25 * 1e3:.1f}, {q75 * 1e3:.1f}] ms "
-                         f"| {p['first_suggestion']:.2f} s |")
-        for name in ("optuna-gp", "optuna-gp-1thread", "optuna-tpe"):
-            if name not in probe:
-                continue
-            p = probe[name]
-            cost = float(np.median(p["suggestion"]))
-            _, q25, q75 = quartiles(p["suggestion"])
-            lines.append(f"| {name} | | {cost * 1e3:.1f} ms | {cost / gp_cost:.3f} | [{q25 * 1e3:.1f}, {q75 * 1e3:.1f}] ms "
-                         f"| {p['first_suggestion']:.2f} s |")
-        lines.append("")
-
-    if t:
-        def yes(b):
-            return "**met**" if b else "**not met**"
-
-        lines += ["### Targets", ""]
-        if "beats_random" in t:
-            per_f = ", ".join(f"{k}: {'yes' if v else 'no'}" for k, v in t["beats_random"].items())
-            lines.append(f"- Recommended preset beats random search (median regret) on every function: "
-                         f"{yes(t['recommended_beats_random_everywhere'])} ({per_f}).")
-            per_f = ", ".join(
-                f"{k}: {fmt(summary['functions'][k]['hx-recommended']['regret'][0])} vs "
-                f"{fmt(summary['functions'][k]['optuna-gp']['regret'][0])}" for k in t["matches_or_beats_gp"])
-            n_ok = sum(t["matches_or_beats_gp"].values())
-            lines.append(f"- Recommended preset's median regret <= Optuna GPSampler's on at least half the functions: "
-                         f"{yes(t['matches_or_beats_gp_on_half'])} ({n_ok}/{len(t['matches_or_beats_gp'])}; "
-                         f"{per_f}).")
-        if "probe_ratio_vs_gp" in t:
-            lines.append(f"- A suggestion costs at most a tenth of Optuna GPSampler's at {probe['observations']} "
-                         f"observations: {yes(t['suggestion_cost_at_most_tenth_of_gp'])} (ratio "
-                         f"{t['probe_ratio_vs_gp']['hx-recommended']:.3f} for the preset, "
-                         f"{t['probe_ratio_vs_gp']['hx-default']:.3f} for the defaults"
-                         + (f"; against the single-threaded GPSampler: "
-                            f"{t['probe_ratio_vs_gp_1thread']['hx-recommended']:.3f} and "
-                            f"{t['probe_ratio_vs_gp_1thread']['hx-default']:.3f}" if "probe_ratio_vs_gp_1thread" in t
-                            else "") + ").")
-        lines.append("")
-    lines += per_seed_table(raw)
-    lines.append(f"Raw per-seed results: `{raw['json']}`.")
-    return "\n".join(lines)
-
-
-def per_seed_table(raw: dict) -> list[str]:
-    """Regret of every seed for the methods the targets compare."""
-    wanted = [m for m in ("hx-recommended", "hx-recommended-x4", "random", "optuna-gp") if m in raw["methods"]]
-    if not wanted:
-        return []
-    lines = [
-        "<details><summary>Regret per seed (the preset against random search and Optuna GPSampler)</summary>",
-        "",
-        "| function | seed | " + " | ".join(wanted) + " |",
-        "|---|---|" + "---|" * len(wanted),
-    ]
-    for fname, per_method in raw["runs"].items():
-        opt = FUNCTIONS[fname].optimum
-        for seed in range(raw["seeds"]):
-            cells = [fmt(min(per_method[m][seed]["values"]) - opt) for m in wanted]
-            lines.append(f"| {fname} | {seed} | " + " | ".join(cells) + " |")
-    return lines + ["", "</details>", ""]
-
-
-def write_section(text: str, path: Path = RESULTS_MD) -> None:
-    """Replace the search section of RESULTS.md, leaving the other sections as they are."""
-    block = f"{BEGIN}\n{text}\n{END}"
-    current = path.read_text() if path.exists() else "# Benchmark results\n"
-    if BEGIN in current and END in current:
-        head, rest = current.split(BEGIN, 1)
-        _, tail = rest.split(END, 1)
-        new = head + block + tail
-    else:
-        new = current.rstrip("\n") + "\n\n" + block + "\n"
-    path.write_text(new)
-
-
-# --------------------------------------------------------------------------------------------------
 # Main
 # --------------------------------------------------------------------------------------------------
 
@@ -563,30 +347,45 @@ def write_section(text: str, path: Path = RESULTS_MD) -> None:
 def parse_args(argv=None):
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--seeds", type=int, default=10, help="number of seeds (0..seeds-1)")
-    p.add_argument("--budget", type=int, default=None,
-                   help="evaluations per run for every function (default: per function, "
-                        + ", ".join(f"{k} {v}" for k, v in DEFAULT_BUDGETS.items()) + ")")
-    p.add_argument("--functions", default=",".join(DEFAULT_FUNCTIONS),
-                   help=f"comma-separated, from {', '.join(FUNCTIONS)}")
+    p.add_argument("--extend-to", type=int, default=30,
+                   help="seeds for a function whose target rows' median moves more than 3x between the first "
+                        "and second half of the seeds (0: never)")
+    p.add_argument("--budget", type=int, default=None, help="evaluations per run for every problem")
+    p.add_argument("--functions", default=",".join(DEFAULT_FUNCTIONS), help=f"from {', '.join(FUNCTIONS)}")
+    p.add_argument("--problems", default=",".join(DEFAULT_PROBLEMS), help=f"real HPO problems, from "
+                                                                          f"{', '.join(hpo.PROBLEMS)}; '' for none")
+    p.add_argument("--batch-sizes", default=",".join(map(str, BATCH_SIZES)))
+    p.add_argument("--strategies", default=",".join(STRATEGIES))
+    p.add_argument("--strategy-batch-sizes", default=",".join(map(str, STRATEGY_BATCH_SIZES)),
+                   help="batch sizes at which the strategies other than the preset's run")
+    p.add_argument("--gp-batch-sizes", default=",".join(map(str, GP_BATCH_SIZES)),
+                   help="batch sizes at which Optuna's GPSampler runs (TPE runs at every batch size)")
+    p.add_argument("--hpo-methods", default=",".join(HPO_METHODS), help="methods run on the real HPO problems")
     p.add_argument("--methods", default=None, help="comma-separated subset of the methods (default: all)")
+    p.add_argument("--gp-seeds", type=int, default=None,
+                   help="Optuna's GPSampler (the slowest method by far) runs only the first GP_SEEDS seeds")
     p.add_argument("--probe-observations", type=int, default=PROBE_OBSERVATIONS)
-    p.add_argument("--probe-suggestions", type=int, default=9)
-    p.add_argument("--no-batched", action="store_true", help=f"skip the n_parallel={BATCH} variant")
+    p.add_argument("--probe-suggestions", type=int, default=15)
     p.add_argument("--no-probe", action="store_true")
     p.add_argument("--quick", action="store_true",
-                   help="smoke run (~3 min, mostly compilation): 2 seeds, budget 16, branin only, no batched "
-                        "variant; writes results/search_quick.json only")
+                   help="smoke run: 2 seeds, budget 16, branin and svm, batches of 1 and 4; writes "
+                        "results/search_quick.json only")
     p.add_argument("--json", default=None, help="raw results path (default benchmarks/results/search.json)")
     p.add_argument("--no-write-md", action="store_true", help="do not touch benchmarks/RESULTS.md")
+    p.add_argument("--section", default="search", help="the RESULTS.md section this run rewrites")
+    p.add_argument("--title", default="Search: sample efficiency, batches, mixed spaces and seconds per suggestion",
+                   help="the section's heading")
     p.add_argument("--render", metavar="JSON", default=None,
                    help="only rebuild the report (stdout and RESULTS.md) from an earlier run's raw JSON")
     args = p.parse_args(argv)
     if args.quick:
-        args.seeds = min(args.seeds, 2)
+        args.seeds, args.extend_to = min(args.seeds, 2), 0
         args.budget = args.budget or 16
         if args.functions == ",".join(DEFAULT_FUNCTIONS):
             args.functions = "branin"
-        args.no_batched = True
+        if args.problems == ",".join(DEFAULT_PROBLEMS):
+            args.problems = "svm"
+        args.batch_sizes = "1,4"
         args.probe_suggestions = min(args.probe_suggestions, 3)
         args.no_write_md = True
     if args.json is None:
@@ -594,65 +393,83 @@ def parse_args(argv=None):
     return args
 
 
+def _run_seeds(problem: Problem, all_methods: dict, names, seeds, raw, start, gp_seeds=None):
+    runs = raw["runs"].setdefault(problem.name, {})
+    for seed in seeds:
+        line = []
+        for mname in names:
+            if gp_seeds is not None and seed >= gp_seeds and mname.startswith("optuna-gp"):
+                continue
+            t0 = time.perf_counter()
+            result = all_methods[mname](problem, seed)
+            runs.setdefault(mname, []).append(result.__dict__)
+            shown = min(result.values) - (problem.optimum or 0.0)
+            line.append(f"{mname} {search_report.fmt(shown)} ({time.perf_counter() - t0:.1f}s)")
+        print(f"[{(time.perf_counter() - start) / 60:5.1f} min] {problem.name} seed {seed}: " + ", ".join(line),
+              flush=True)
+
+
 def main(argv=None) -> dict:
     args = parse_args(argv)
     if args.render:
         raw = json.loads(Path(args.render).read_text())
-        raw["summary"] = summarize(raw)
-        text = render(raw, raw["summary"])
+        raw["summary"] = search_report.summarize(raw)
+        text = search_report.render(raw, raw["summary"])
         print(text)
         if not args.no_write_md:
-            write_section(text)
+            write_section(args.section, text)
         return raw
     import optuna
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
 
-    random_impl = "hyperoptax" if hasattr(hyperoptax, "RandomSearch") else "numpy"
-    all_methods = methods(include_batched=not args.no_batched, random_impl=random_impl)
-    if args.methods:
-        all_methods = {k: v for k, v in all_methods.items() if k in args.methods.split(",")}
-    if not hasattr(hyperoptax, "BayesianSearch"):
-        print("hyperoptax.BayesianSearch is not available yet: skipping the hyperoptax methods and the probe.")
-        all_methods = {k: v for k, v in all_methods.items() if not k.startswith("hx-")}
-        args.no_probe = True
-    fnames = [s.strip() for s in args.functions.split(",") if s.strip()]
-    for name in fnames:
-        if name not in FUNCTIONS:
-            raise SystemExit(f"unknown function {name!r}; choose from {', '.join(FUNCTIONS)}")
+    batch_sizes = [int(q) for q in args.batch_sizes.split(",") if q]
+    strategies = [s for s in args.strategies.split(",") if s]
+    sizes = lambda text: [int(q) for q in text.split(",") if q]
+    all_methods = methods(batch_sizes, strategies, sizes(args.strategy_batch_sizes), sizes(args.gp_batch_sizes))
+    hpo_methods = [m for m in args.hpo_methods.split(",") if m]
+    wanted = set(args.methods.split(",")) if args.methods else None
+    pick = lambda names: [m for m in names if m in all_methods and (wanted is None or m in wanted)]
+    fnames = [s for s in args.functions.split(",") if s]
+    pnames = [s for s in args.problems.split(",") if s]
+    problems = [function_problem(FUNCTIONS[f], args.budget or DEFAULT_BUDGETS[f]) for f in fnames]
+    problems += [hpo_problem(hpo.PROBLEMS[p], args.budget) for p in pnames]
 
-    budgets = {f: args.budget or DEFAULT_BUDGETS[f] for f in fnames}
     command = "python benchmarks/search.py" + ("" if argv is None and len(sys.argv) == 1 else
                                                " " + " ".join(argv if argv is not None else sys.argv[1:]))
     raw = {
         "command": command,
+        "title": args.title,
         "seeds": args.seeds,
-        "budgets": budgets,
-        "methods": list(all_methods),
-        "recommended_preset": recommended_kwargs()[0] if hasattr(hyperoptax, "BayesianSearch") else None,
-        "random_impl": "hyperoptax.RandomSearch" if random_impl == "hyperoptax" else "numpy uniform (RandomSearch "
-                                                                                    "not available)",
-        "machine": machine_info(),
+        "gp_seeds": args.gp_seeds,
+        "budgets": {p.name: p.budget for p in problems},
+        "kinds": {p.name: p.kind for p in problems},
+        "optima": {p.name: p.optimum for p in problems},
+        "batch_sizes": batch_sizes,
+        "strategies": strategies,
+        "preset": preset_description(),
+        "machine": search_report.machine_info(),
         "json": os.path.relpath(args.json, HERE.parent),
         "runs": {},
+        "extended": {},
     }
     load_at_start = os.getloadavg()
     start = time.perf_counter()
-    for fname in fnames:
-        f = FUNCTIONS[fname]
-        raw["runs"][fname] = {m: [] for m in all_methods}
-        for seed in range(args.seeds):
-            line = []
-            for mname, run in all_methods.items():
-                t0 = time.perf_counter()
-                result = run(f, budgets[fname], seed)
-                raw["runs"][fname][mname].append(result.__dict__)
-                line.append(f"{mname} {fmt(min(result.values) - f.optimum)} ({time.perf_counter() - t0:.1f}s)")
-            print(f"[{(time.perf_counter() - start) / 60:5.1f} min] {fname} seed {seed}: " + ", ".join(line),
-                  flush=True)
-        out_partial = Path(args.json).with_suffix(".partial.json")
-        out_partial.parent.mkdir(parents=True, exist_ok=True)
+    out_partial = Path(args.json).with_suffix(".partial.json")
+    out_partial.parent.mkdir(parents=True, exist_ok=True)
+    for problem in problems:
+        # --methods picks among the functions' methods; --hpo-methods are the HPO problems' own.
+        names = pick(list(all_methods)) if problem.kind == "function" else hpo_methods
+        _run_seeds(problem, all_methods, names, range(args.seeds), raw, start, args.gp_seeds)
+        if problem.kind == "function" and args.extend_to > args.seeds:
+            moving = search_report.moving_rows(raw["runs"][problem.name], problem.optimum, TARGET_METHODS)
+            if moving:
+                extra = pick([m for m in TARGET_METHODS if m in raw["runs"][problem.name]])
+                print(f"{problem.name}: median of {', '.join(moving)} moves between blocks of seeds; "
+                      f"{args.extend_to} seeds for {', '.join(extra)}", flush=True)
+                raw["extended"][problem.name] = {"rows": moving, "methods": extra, "seeds": args.extend_to}
+                _run_seeds(problem, all_methods, extra, range(args.seeds, args.extend_to), raw, start)
         out_partial.write_text(json.dumps(raw, default=float))  # progress, in case the run is cut short
     if not args.no_probe:
         print(f"probe: {args.probe_observations} observations, {args.probe_suggestions} timed suggestions", flush=True)
@@ -660,18 +477,17 @@ def main(argv=None) -> dict:
     raw["wall_seconds"] = time.perf_counter() - start
     raw["load_average"] = {"start": load_at_start, "end": os.getloadavg()}
 
-    summary = summarize(raw)
+    summary = search_report.summarize(raw)
     raw["summary"] = summary
-    text = render(raw, summary)
+    text = search_report.render(raw, summary)
     print()
     print(text)
     out = Path(args.json)
-    out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(raw, indent=1, default=float))
-    out.with_suffix(".partial.json").unlink(missing_ok=True)
+    out_partial.unlink(missing_ok=True)
     if not args.no_write_md:
-        write_section(text)
-        print(f"\nwrote {RESULTS_MD} and {out}")
+        write_section(args.section, text)
+        print(f"\nwrote {search_report.RESULTS_MD} and {out}")
     else:
         print(f"\nwrote {out}")
     return raw

@@ -17,6 +17,7 @@ from hyperoptax.acquisition import (
     UCBHallucination,
 )
 from hyperoptax.base import Optimizer, OptimizerState
+from hyperoptax.batch import UCBPE, BatchStrategy, Fantasies, KrigingBeliever, LocalPenalization, Thompson
 from hyperoptax.bayesian import RECOMMENDED, BayesianSearch, BayesianSearchState
 from hyperoptax.grid import GridSearch, GridSearchState
 from hyperoptax.kernels import RBF, BaseKernel, Matern
@@ -45,6 +46,7 @@ __all__ = [
     "BaseKernel", "Matern", "RBF",
     "BaseAcquisition", "PI", "EI", "LogEI", "LogPI", "UCB", "ThompsonSampling",
     "BaseHallucination", "MeanHallucination", "SampleHallucination", "UCBHallucination", "ConstantHallucination",
+    "BatchStrategy", "KrigingBeliever", "Fantasies", "UCBPE", "Thompson", "LocalPenalization",
     "GPFIFOSearcher",
     "errors",
 ]

@@ -33,6 +33,7 @@ __all__ = [
     "LogPI",
     "UCB",
     "ThompsonSampling",
+    "RelativeImprovement",
     "BaseHallucination",
     "MeanHallucination",
     "SampleHallucination",
@@ -223,6 +224,34 @@ class ThompsonSampling(BaseAcquisition):
         if key is None:
             raise ConfigurationError("ThompsonSampling needs a PRNG key: call it as acq(mean, std, y_max, key=key).")
         return mean + std * jax.random.normal(key, jnp.shape(mean), jnp.result_type(mean))
+
+
+@dataclass(frozen=True)
+class RelativeImprovement(BaseAcquisition):
+    """``base`` asked for an improvement of at least ``relative * |y_max|`` (and at least its own ``xi``).
+
+    On standardized targets ``|y_max|`` is the incumbent's lead over the
+    average result, in standard deviations. Probability of improvement with a
+    fixed small ``xi`` is maximized right next to the incumbent: with the
+    Matérn-1/2 kernel at a distance ``xi * length_scale / lead``, so the search
+    creeps from its first good point in steps of a few thousandths of the cube
+    and never leaves; it looks elsewhere only once ``xi`` reaches about half
+    the lead. Asking for a fraction of the lead makes the step a fraction of a
+    length scale, whatever the lead (a relative target, Jones 2001).
+    """
+
+    base: BaseAcquisition
+    relative: float = 0.2
+
+    def _threshold(self, y_max):
+        xi = getattr(self.base, "xi", 0.0)
+        return y_max + jnp.maximum(self.relative * jnp.abs(y_max) - xi, 0.0)
+
+    def __call__(self, mean, std, y_max=None, key=None):
+        return self.base(mean, std, self._threshold(self._resolve_y_max(mean, y_max)), key)
+
+    def average_over_samples(self, means, std, y_max, key=None):
+        return self.base.average_over_samples(means, std, self._threshold(y_max), key)
 
 
 @dataclass(frozen=True)

@@ -2,9 +2,11 @@
 
 Each iteration: condition the GP (fitted after the previous update) on the
 observations in the unit cube, maximize the acquisition over random and
-near-incumbent candidates refined by L-BFGS, and fill the batch slot by slot
-with the Kriging Believer: the chosen point gets a hallucinated observation, a
-new Cholesky row, and the next slot looks elsewhere.
+near-incumbent candidates refined by L-BFGS (and discrete moves on integers and
+categories), and fill the batch with the ``batch`` strategy (:mod:`hyperoptax.batch`):
+by default the Kriging Believer -- the chosen point gets a hallucinated
+observation, a new Cholesky row, and the next slot looks elsewhere; in the
+recommended preset parallel Thompson sampling behind one greedy slot.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ import jax.numpy as jnp
 
 from hyperoptax import acqopt, gp
 from hyperoptax import acquisition as acq
+from hyperoptax import batch as bt
 from hyperoptax import kernels
 from hyperoptax import spaces as sp
 from hyperoptax.base import Optimizer, OptimizerState, empty_buffers
@@ -28,8 +31,6 @@ __all__ = ["BayesianSearch", "BayesianSearchState", "RECOMMENDED"]
 # random candidates find new basins, local ones polish the incumbent.
 _LOCAL_FRACTION = 0.25
 _N_CENTERS = 5
-# Smallest unit-cube distance between two points of one batch.
-_MIN_SPACING = 1e-3
 # With hparam_optimizer="lbfgs", the most L-BFGS steps refining the previous fit.
 _WARM_FIT_STEPS = 3
 
@@ -89,7 +90,7 @@ class BayesianSearch(Optimizer):
     acquisition function (PI by default). ARD length scales, amplitude, noise and
     constant mean are tuned with Adam (MAP; or L-BFGS, see ``hparam_optimizer``)
     after each update. Parallel batches come from the Kriging Believer with the
-    ``hallucination`` strategy.
+    ``hallucination`` strategy (another ``batch`` strategy can be chosen).
 
     For the strongest search use :meth:`recommended` (Matérn-5/2 + LogEI).
 
@@ -119,6 +120,16 @@ class BayesianSearch(Optimizer):
         output_warping: log-compress results worse than the median before
             fitting (see :func:`hyperoptax.gp.compress_tail`), so outliers do
             not flatten the surface near the optimum.
+        batch: how the ``n_parallel`` slots are filled (:mod:`hyperoptax.batch`):
+            :class:`~hyperoptax.batch.KrigingBeliever` (the documented
+            behaviour), :class:`~hyperoptax.batch.Fantasies` (greedy q-LogEI),
+            :class:`~hyperoptax.batch.UCBPE`, :class:`~hyperoptax.batch.Thompson`
+            (the preset: ``Thompson(greedy_first=True)``) or
+            :class:`~hyperoptax.batch.LocalPenalization`.
+        pi_relative: PI and LogPI ask for an improvement of at least this
+            fraction of the incumbent's lead over the average standardized
+            result (and at least their ``xi``); 0 gives plain PI, which creeps
+            from its first good point (see :attr:`search_acquisition`).
     """
 
     jitter: float = 1e-6
@@ -136,6 +147,8 @@ class BayesianSearch(Optimizer):
     output_warping: bool = False
     n_initial_points: int = 1
     hparam_optimizer: str = "adam"
+    batch: bt.BatchStrategy = dataclasses.field(default_factory=bt.KrigingBeliever)
+    pi_relative: float = 0.2
 
     def __post_init__(self):
         super().__post_init__()
@@ -153,8 +166,15 @@ class BayesianSearch(Optimizer):
                 f"hallucination must be callable as (mean, std, key, y_max) -> value, got {self.hallucination!r}."
             )
         check_choice("hparam_optimizer", self.hparam_optimizer, ("adam", "lbfgs"))
+        if not isinstance(self.batch, bt.BatchStrategy):
+            raise ConfigurationError(
+                f"batch must be a batch strategy such as KrigingBeliever(), Fantasies(), UCBPE(), Thompson() or "
+                f"LocalPenalization(), got {self.batch!r}."
+            )
         if not self.jitter >= 0:
             raise ConfigurationError(f"jitter must be >= 0, got {self.jitter!r}.")
+        if not self.pi_relative >= 0:
+            raise ConfigurationError(f"pi_relative must be >= 0 (0: plain PI), got {self.pi_relative!r}.")
 
     @classmethod
     def init(cls, space, n_max: int = 200, **kwargs):
@@ -186,8 +206,26 @@ class BayesianSearch(Optimizer):
 
     @property
     def model(self) -> gp.GPModel:
-        """The GP model of the core this search fits and conditions."""
+        """The GP model of the core this search fits and conditions (for a space without categories)."""
         return gp.GPModel(self.kernel, self.prior, self.jitter, output_warping=self.output_warping)
+
+    @property
+    def search_acquisition(self) -> acq.BaseAcquisition:
+        """The acquisition as the search applies it to standardized targets.
+
+        PI and LogPI ask for an improvement of at least ``pi_relative`` times the
+        incumbent's lead over the average result (:class:`~hyperoptax.acquisition.RelativeImprovement`),
+        and at least their ``xi``.
+        """
+        if isinstance(self.acquisition, (acq.PI, acq.LogPI)) and self.pi_relative > 0:
+            return acq.RelativeImprovement(self.acquisition, self.pi_relative)
+        return self.acquisition
+
+    def model_for(self, space) -> gp.GPModel:
+        """:attr:`model` for ``space``: a category's one-hot coordinates share one length scale."""
+        if not sp.categorical_dims(space).any():
+            return self.model
+        return dataclasses.replace(self.model, tied=tuple(sp.coordinate_groups(space).tolist()))
 
     def _results(self, state):
         """Maximized results (0 where failed) and the mask of usable rows."""
@@ -197,7 +235,7 @@ class BayesianSearch(Optimizer):
     def _targets(self, state):
         """Standardized, maximized targets and the mask of usable rows."""
         y, valid = self._results(state)
-        z, _ = self.model.targets(state.model_params, y, valid)
+        z, _ = self.model_for(state.space).targets(state.model_params, y, valid)
         return z, valid
 
     def _learn(self, state, key, previous):
@@ -208,7 +246,7 @@ class BayesianSearch(Optimizer):
 
         def fit(center_start, n_steps=self.n_hparam_steps):
             return gp.fit_hyperparameters(
-                self.model, U, y, valid, state.model_params, n_steps,
+                self.model_for(state.space), U, y, valid, state.model_params, n_steps,
                 method=self.hparam_optimizer, center_start=center_start,
             ).gp
 
@@ -237,64 +275,88 @@ class BayesianSearch(Optimizer):
             mean=params.mean,
         )
 
+    def get_next_params(self, state, key, params=None, results=None, pending=None):
+        """The next batch: a params pytree with leaves of shape ``(n_parallel,)``.
+
+        ``pending``: configurations still being evaluated (a params pytree with
+        leaves ``(m,)``, or an ``(m, n_params)`` array of stored values), for
+        asynchronous callers such as a scheduler refilling some slots while
+        others train. The batch strategy treats them like the batch's own
+        earlier members (believed, fantasized, explored around, kept apart
+        from). ``params`` and ``results`` (the previous batch) are accepted for
+        API compatibility; the state already holds everything observed.
+        """
+        if pending is None:
+            return super().get_next_params(state, key)
+        X = sp.flatten_params(state.space, pending).astype(state.X.dtype)
+        m = X.shape[0]
+        if m == 0:
+            return super().get_next_params(state, key)
+        # Padded to a power of two: a handful of compilations serve any number pending.
+        size = 1 << (m - 1).bit_length()
+        U = sp.encode(state.space, jnp.concatenate([X, jnp.broadcast_to(X[:1], (size - m, X.shape[1]))]))
+        X_next = _jitted_next_pending(self, state, key, U.astype(state.y.dtype), jnp.arange(size) < m)
+        return sp.unflatten_params(state.space, X_next)
+
     def refit(self, state, key):
         """The GP hyperparameters fitted afresh (from the prior's center too) to the data in ``state``."""
         return _jitted_refit(self, state, key)
 
-    def _next(self, state, key):
+    def _next(self, state, key, pending=None, pending_valid=None):
+        D = sp.n_dims(state.space)
+        if pending is None:
+            pending = jnp.zeros((0, D), state.y.dtype)
+            pending_valid = jnp.zeros((0,), bool)
         valid = state.succeeded
         warm = (state.mask.sum() >= self.n_warmup * self.n_parallel) & (valid.sum() >= max(1, self.n_initial_points))
         key_random, key_gp = jax.random.split(key)
         U = jax.lax.cond(
             warm,
-            lambda: self._gp_batch(state, key_gp),
-            lambda: jax.random.uniform(key_random, (self.n_parallel, sp.n_dims(state.space)), state.y.dtype),
+            lambda: self._gp_batch(state, key_gp, pending, pending_valid),
+            lambda: jax.random.uniform(key_random, (self.n_parallel, D), state.y.dtype),
         )
         return sp.decode(state.space, U).astype(state.X.dtype)
 
-    def _gp_batch(self, state, key):
-        space, P = state.space, self.n_parallel
+    def _gp_batch(self, state, key, pending, pending_valid):
+        space, P, m = state.space, self.n_parallel, pending.shape[0]
         z, valid = self._targets(state)
-        # Room for the batch's hallucinated observations after the real ones.
-        U = jnp.concatenate([sp.encode_rows(space, state.X, valid), jnp.zeros((P, sp.n_dims(space)), z.dtype)])
-        z = jnp.concatenate([z, jnp.zeros(P, z.dtype)])
-        valid = jnp.concatenate([valid, jnp.zeros(P, bool)])
+        # Room for the pending points and the batch after the real observations.
+        extra = m + P
+        U = jnp.concatenate([sp.encode_rows(space, state.X, valid), jnp.zeros((extra, sp.n_dims(space)), z.dtype)])
+        z = jnp.concatenate([z, jnp.zeros(extra, z.dtype)])
+        valid = jnp.concatenate([valid, jnp.zeros(extra, bool)])
         posterior = gp.condition(self.kernel, state.gp_params, U, z, valid, self.jitter)
-        y_best = jnp.max(jnp.where(valid, z, -jnp.inf))
-        first_free = state.mask.sum()
         snap = lambda V: sp.snap(space, V)
+        categorical = sp.categorical_dims(space)
+        free = None if not categorical.any() else jnp.asarray(~categorical)
+        neighbors = (lambda u: sp.discrete_neighbors(space, u)) if sp.has_discrete(space) else None
 
-        def fill_slot(carry, j):
-            posterior, y_best, chosen, key = carry
-            key, k_cand, k_local, k_acq, k_hal = jax.random.split(key, 5)
-            candidates = jnp.concatenate([
+        def candidates(key, posterior):
+            k_cand, k_local = jax.random.split(key)
+            return jnp.concatenate([
                 sp.sample_unit(space, k_cand, self.n_candidates),
                 self._local_candidates(k_local, posterior, snap),
             ])
 
-            def score(V):
-                mean, std = gp.predict(self.kernel, posterior, V)
-                value = self.acquisition(mean, std, y_best, key=k_acq)
-                # With observation noise the acquisition never quite vanishes at a
-                # point already in the batch, and a boundary optimum can win again:
-                # a batch keeps its points at least _MIN_SPACING apart (the first
-                # slot, and so the polishing of the incumbent, is unconstrained).
-                d2 = jnp.sum((V[:, None, :] - chosen[None, :, :]) ** 2, axis=-1)
-                repeat = jnp.any((d2 < _MIN_SPACING**2) & (jnp.arange(P) < j)[None, :], axis=1)
-                return jnp.where(repeat, -jnp.inf, value)
+        def find(score, key, posterior):
+            return acqopt.maximize(score, candidates(key, posterior), self.n_restarts, self.n_lbfgs_steps, snap,
+                                   free=free, neighbors=neighbors)
 
-            u = acqopt.maximize(score, candidates, self.n_restarts, self.n_lbfgs_steps, snap)
-            mean, std = gp.predict(self.kernel, posterior, u[None])
-            y_fake = self.hallucination(mean, std, k_hal, y_best)
-            posterior = gp.append(self.kernel, posterior, u, y_fake, first_free + j, self.jitter)
-            # The believer takes the fake value as data: if it beats the
-            # incumbent it *is* the incumbent, or the next slot would pick the
-            # same point again for its apparent improvement.
-            return (posterior, jnp.maximum(y_best, y_fake), chosen.at[j].set(u), key), u
-
-        chosen = jnp.zeros((P, U.shape[1]), U.dtype)
-        _, batch = jax.lax.scan(fill_slot, (posterior, y_best, chosen, key), jnp.arange(P))
-        return batch
+        problem = bt.BatchProblem(
+            kernel=self.kernel,
+            jitter=self.jitter,
+            acquisition=self.search_acquisition,
+            hallucination=self.hallucination,
+            posterior=posterior,
+            y_best=jnp.max(jnp.where(valid, z, -jnp.inf)),
+            first_free=state.mask.sum(),
+            pending=pending,
+            pending_valid=pending_valid,
+            n_parallel=P,
+            find=find,
+            candidates=candidates,
+        )
+        return self.batch.propose(problem, key)
 
     def _local_candidates(self, key, posterior, snap):
         """Gaussian perturbations of the best observations, at two scales."""
@@ -307,6 +369,11 @@ class BayesianSearch(Optimizer):
         scale = jnp.where(jax.random.bernoulli(k_scale, 0.5, (n_local, 1)), 0.02, 0.15)
         noise = scale * jax.random.normal(k_noise, centers.shape, centers.dtype)
         return snap(jnp.clip(centers + noise, 0.0, 1.0))
+
+
+@functools.partial(jax.jit, static_argnums=0)
+def _jitted_next_pending(optimizer, state, key, pending, pending_valid):
+    return optimizer._next(state, key, pending, pending_valid)
 
 
 @functools.partial(jax.jit, static_argnums=0)
@@ -325,5 +392,8 @@ RECOMMENDED = dict(
     hparam_optimizer="lbfgs",
     output_warping=True,
     n_initial_points=8,
+    # Measured best at batches of 4 and 8 (benchmarks/RESULTS.md); with one point per batch it is
+    # the sequential acquisition search.
+    batch=bt.Thompson(greedy_first=True),
 )
 """Fields of :meth:`BayesianSearch.recommended`: ``BayesianSearch.init(space, n_max, **RECOMMENDED)``."""

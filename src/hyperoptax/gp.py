@@ -20,6 +20,7 @@ from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 import optax
 from jax.flatten_util import ravel_pytree
 
@@ -38,6 +39,8 @@ from hyperoptax.posterior import (
     predict,
     predict_joint,
     sample_joint,
+    fantasy_alphas,
+    predict_fantasies,
 )
 
 __all__ = [
@@ -60,6 +63,8 @@ __all__ = [
     "append",
     "predict_joint",
     "sample_joint",
+    "fantasy_alphas",
+    "predict_fantasies",
 ]
 
 
@@ -168,6 +173,10 @@ class GPModel:
             None: no input warping.
         boxcox: Box-Cox-transform the criterion ``-y`` (must be positive), ``λ`` learned.
         output_warping: log-compress results worse than the median (:func:`compress_tail`).
+        tied: ``(D,)`` group ids: coordinates with one id share one length scale (a
+            category's one-hot coordinates, :func:`hyperoptax.spaces.coordinate_groups`),
+            and the length-scale prior counts each group once, as one dimension; None:
+            one length scale per coordinate.
     """
 
     kernel: BaseKernel
@@ -176,6 +185,23 @@ class GPModel:
     warped: tuple | None = None
     boxcox: bool = False
     output_warping: bool = False
+    tied: tuple | None = None
+
+    def tie(self, params: GPParams) -> GPParams:
+        """``params`` with each group's log length scales replaced by their mean."""
+        if self.tied is None:
+            return params
+        groups = np.asarray(self.tied)
+        member = (groups[:, None] == np.unique(groups)[None, :]).astype(np.float32)  # (D, G)
+        share = jnp.asarray(member / member.sum(axis=0), params.log_length_scale.dtype)
+        per_group = params.log_length_scale @ share
+        return params._replace(log_length_scale=per_group @ jnp.asarray(member.T, per_group.dtype))
+
+    def _prior_log_prob(self, params: GPParams):
+        if self.tied is None:
+            return self.prior.log_prob(params)
+        _, first = np.unique(np.asarray(self.tied), return_index=True)
+        return self.prior.log_prob(params._replace(log_length_scale=params.log_length_scale[first]))
 
     def init_params(self, n_dims: int, length_scale=1.0, dtype=None) -> ModelParams:
         """:func:`default_params`, the identity warp and ``λ = 1`` where enabled."""
@@ -222,7 +248,9 @@ class GPModel:
 
         ``z, log_jacobian = model.targets(params, y, valid)`` for results ``y``.
         """
-        nlp = neg_log_posterior(params.gp, self.kernel, self.inputs(params, X), z, valid, self.jitter, self.prior)
+        gp_params = self.tie(params.gp)
+        nll = neg_log_marginal_likelihood(gp_params, self.kernel, self.inputs(params, X), z, valid, self.jitter)
+        nlp = nll - self._prior_log_prob(gp_params)
         if self.warped is None and not self.boxcox:
             return nlp
         return nlp - (log_jacobian + self.log_prior(params))
@@ -241,7 +269,8 @@ def _clip(params: GPParams) -> GPParams:
 def _center(model: GPModel, d: int, dtype) -> ModelParams:
     """The prior's center: length scales a little shorter than the prior's median, the rest at defaults."""
     gp = default_params(d, dtype=dtype)
-    ls = model.prior.length_scale_loc + 0.5 * math.log(max(d, 1)) - 1.5
+    d_prior = d if model.tied is None else len(set(model.tied))
+    ls = model.prior.length_scale_loc + 0.5 * math.log(max(d_prior, 1)) - 1.5
     return model.init_params(d, dtype=dtype)._replace(gp=gp._replace(log_length_scale=jnp.full((d,), ls, dtype)))
 
 
@@ -343,7 +372,8 @@ def fit_hyperparameters(
         flats, losses = jax.lax.map(run_lbfgs, flat_starts)
     losses = jnp.where(jnp.isfinite(losses) & jnp.all(jnp.isfinite(flats), axis=1), losses, jnp.inf)
     best = jnp.argmin(losses)
-    return unravel(jnp.where(jnp.isfinite(losses[best]), flats[best], flat0))
+    out = unravel(jnp.where(jnp.isfinite(losses[best]), flats[best], flat0))
+    return out._replace(gp=model.tie(out.gp))
 
 
 def _check_structure(model: GPModel, params: ModelParams):

@@ -34,6 +34,8 @@ __all__ = [
     "append",
     "predict_joint",
     "sample_joint",
+    "fantasy_alphas",
+    "predict_fantasies",
 ]
 
 
@@ -152,22 +154,28 @@ def condition(kernel: BaseKernel, params: GPParams, X, y, valid, jitter: float =
     return Posterior(X, residual, valid, L, L_inv, cho_solve((L, True), residual), params)
 
 
+def _cross_covariance(kernel: BaseKernel, posterior: Posterior, Xs: jax.Array):
+    return jnp.where(posterior.valid[None, :], _covariance(kernel, posterior.params, Xs, posterior.X), 0.0)
+
+
 def _mean_and_whitened(kernel: BaseKernel, posterior: Posterior, Xs: jax.Array):
     """Posterior mean at ``Xs`` and ``V = L⁻¹ K(X, Xs)``, shared by the marginal and joint predictions."""
+    Ks = _cross_covariance(kernel, posterior, Xs)
+    return posterior.params.mean + Ks @ posterior.alpha, posterior.L_inv @ Ks.T
+
+
+def _std(kernel: BaseKernel, posterior: Posterior, Xs: jax.Array, V: jax.Array):
     p = posterior.params
-    Ks = jnp.where(posterior.valid[None, :], _covariance(kernel, p, Xs, posterior.X), 0.0)
-    return p.mean + Ks @ posterior.alpha, posterior.L_inv @ Ks.T
+    prior_var = jnp.exp(p.log_amplitude) * jax.vmap(lambda x: kernel.evaluate(x, x, jnp.exp(p.log_length_scale)))(Xs)
+    var = prior_var - jnp.sum(V**2, axis=0)
+    # Rounding can push the variance at a data point a hair below zero.
+    return jnp.sqrt(jnp.maximum(var, 1e-12 * jnp.exp(p.log_amplitude)))
 
 
 def predict(kernel: BaseKernel, posterior: Posterior, Xs: jax.Array):
     """Posterior mean and standard deviation of the latent function at ``Xs (m, D)``."""
-    p = posterior.params
     mean, V = _mean_and_whitened(kernel, posterior, Xs)
-    prior_var = jnp.exp(p.log_amplitude) * jax.vmap(lambda x: kernel.evaluate(x, x, jnp.exp(p.log_length_scale)))(Xs)
-    var = prior_var - jnp.sum(V**2, axis=0)
-    # Rounding can push the variance at a data point a hair below zero.
-    std = jnp.sqrt(jnp.maximum(var, 1e-12 * jnp.exp(p.log_amplitude)))
-    return mean, std
+    return mean, _std(kernel, posterior, Xs, V)
 
 
 def append(kernel: BaseKernel, posterior: Posterior, x: jax.Array, y: jax.Array, slot, jitter: float = 1e-6) -> Posterior:
@@ -188,6 +196,24 @@ def append(kernel: BaseKernel, posterior: Posterior, x: jax.Array, y: jax.Array,
     residual = posterior.residual.at[slot].set(y - p.mean)
     X = posterior.X.at[slot].set(x)
     return Posterior(X, residual, valid, L, L_inv, cho_solve((L, True), residual), p)
+
+
+def fantasy_alphas(posterior: Posterior, residuals: jax.Array) -> jax.Array:
+    """``K⁻¹ r`` ``(n, S)`` for ``S`` residual vectors ``residuals (S, n)`` on ``posterior``'s inputs.
+
+    A fantasy is the posterior's data with other values at some rows (the
+    batch's pending points, each fantasy with its own draw); the inputs and so
+    the Cholesky factor are shared.
+    """
+    return cho_solve((posterior.L, True), jnp.where(posterior.valid[None, :], residuals, 0.0).T)
+
+
+def predict_fantasies(kernel: BaseKernel, posterior: Posterior, alphas: jax.Array, Xs: jax.Array):
+    """Posterior means ``(S, m)`` of the ``S`` fantasies (:func:`fantasy_alphas`) at ``Xs (m, D)``, and
+    their shared standard deviation ``(m,)``."""
+    Ks = _cross_covariance(kernel, posterior, Xs)
+    std = _std(kernel, posterior, Xs, posterior.L_inv @ Ks.T)
+    return posterior.params.mean + (Ks @ alphas).T, std
 
 
 def predict_joint(kernel: BaseKernel, posterior: Posterior, Xs: jax.Array):

@@ -60,6 +60,9 @@ __all__ = [
     "categorical_dims",
     "check_values",
     "leaf_names",
+    "coordinate_groups",
+    "discrete_neighbors",
+    "has_discrete",
 ]
 
 _STATIC = dict(static=True)
@@ -761,3 +764,59 @@ def stored_params(space, configs) -> Any:
             values = [leaf.values.index(v) for v in values]
         columns.append(jnp.asarray(np.asarray(values), leaf.dtype))
     return treedef.unflatten(columns)
+
+
+def coordinate_groups(space) -> np.ndarray:
+    """``(n_dims,)`` int: the parameter (leaf index) each unit-cube coordinate encodes.
+
+    A category's one-hot coordinates share their parameter's index; tying their
+    length scales makes the kernel see a category change as one step, whichever
+    two categories (the Hamming distance of Optuna's GPSampler).
+    """
+    return np.repeat(np.arange(n_params(space)), [leaf.n_dims for leaf in space_leaves(space)[0]])
+
+
+def has_discrete(space) -> bool:
+    """Whether any parameter takes discrete values (a category, an integer, a numeric choice)."""
+    return any(isinstance(leaf, (DiscreteSpace, _Quantized)) for leaf in space_leaves(space)[0])
+
+
+def _integer_moves(leaf, u, steps):
+    """Unit-cube coordinates of the integers ``value + s`` for ``s`` in ``steps`` (clipped to the bounds)."""
+    lo, hi = leaf._edges()
+    scaled = lo + jnp.clip(u, 0.0, 1.0) * (hi - lo)
+    value = jnp.round(jnp.exp(scaled) if isinstance(leaf, LogSpace) else scaled)
+    ilo, ihi = leaf._int_bounds()
+    moved = jnp.clip(value + jnp.asarray(steps, u.dtype), ilo, ihi)
+    moved_scaled = jnp.log(moved) if isinstance(leaf, LogSpace) else moved
+    return (moved_scaled - lo) / (hi - lo)
+
+
+def discrete_neighbors(space, u: jax.Array) -> jax.Array | None:
+    """The discrete moves from one snapped point ``u (n_dims,)``: ``(n_moves, n_dims)`` snapped points.
+
+    Every value of each category, and for each integer or numeric discrete
+    parameter the values one and two steps up and down (clipped to the space);
+    None when the space has none (:func:`has_discrete`). Gradient steps cannot
+    move between categories or integers; an acquisition search tries these
+    moves after its continuous refinement (as Optuna's GPSampler does).
+    """
+    leaves = space_leaves(space)[0]
+    offsets = np.concatenate([[0], np.cumsum([leaf.n_dims for leaf in leaves])])[:-1]
+    steps = (-2.0, -1.0, 1.0, 2.0)
+    moves = []
+    for leaf, o in zip(leaves, offsets):
+        if isinstance(leaf, DiscreteSpace) and leaf.is_categorical:
+            k = leaf.n_dims
+            block = jnp.eye(k, dtype=u.dtype)
+            moves.append(jnp.tile(u, (k, 1)).at[:, o : o + k].set(block))
+        elif isinstance(leaf, DiscreteSpace):
+            k = len(leaf.values)
+            coords = jnp.clip(u[o] + jnp.asarray(steps, u.dtype) / k, 0.5 / k, 1.0 - 0.5 / k)
+            moves.append(jnp.tile(u, (len(steps), 1)).at[:, o].set(coords))
+        elif isinstance(leaf, _Quantized):
+            coords = _integer_moves(leaf, u[o], steps)
+            moves.append(jnp.tile(u, (len(steps), 1)).at[:, o].set(coords))
+    if not moves:
+        return None
+    return snap(space, jnp.concatenate(moves))

@@ -1,0 +1,400 @@
+"""Batch strategies: how :class:`~hyperoptax.BayesianSearch` fills the ``n_parallel`` slots of a batch.
+
+A strategy gets a :class:`BatchProblem` -- the GP conditioned on the
+observations, the incumbent, the configurations still being evaluated
+(``pending``) and the acquisition search -- and returns the batch. Pending
+points are treated like the batch's own earlier members: believed,
+fantasized or explored around, depending on the strategy.
+
+* :class:`KrigingBeliever` -- slot by slot, the chosen point gets a
+  hallucinated observation (the documented behaviour).
+* :class:`Fantasies` -- greedy q-LogEI (or q-EI, q-PI: the search's
+  acquisition) by Monte Carlo: each slot maximizes the acquisition averaged
+  over ``n_samples`` fantasies, joint posterior draws at the batch's earlier
+  points (BoTorch's qLogNEI built slot by slot, Ament et al. 2023).
+* :class:`UCBPE` -- GP-UCB-PE (Contal et al. 2013): the first slot maximizes the
+  acquisition, the others the posterior variance (given the earlier slots)
+  inside the region where the upper confidence bound reaches the best lower
+  bound.
+* :class:`Thompson` -- parallel Thompson sampling (Kandasamy et al. 2018):
+  each slot is the maximizer of its own joint posterior draw over one shared
+  candidate set; one Cholesky factor serves every slot, so batches of 64
+  cost little more than batches of 4.
+* :class:`LocalPenalization` -- González et al. (2016): each slot maximizes
+  the acquisition times a penalty around the earlier slots, whose radius comes
+  from a Lipschitz constant of the posterior mean. No GP update per slot.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Callable
+
+import jax
+import jax.numpy as jnp
+from jax.scipy.special import log_ndtr
+
+from hyperoptax import acquisition as acq
+from hyperoptax import gp
+from hyperoptax import kernels
+from hyperoptax.errors import ConfigurationError, check_positive_int
+
+__all__ = [
+    "BatchProblem",
+    "BatchStrategy",
+    "KrigingBeliever",
+    "Fantasies",
+    "UCBPE",
+    "Thompson",
+    "LocalPenalization",
+]
+
+# Smallest unit-cube distance between two points of one batch (or a batch point and a pending one).
+MIN_SPACING = 1e-3
+
+
+@dataclasses.dataclass(frozen=True)
+class BatchProblem:
+    """What a strategy works with; built inside the jitted step.
+
+    Attributes:
+        kernel, jitter: the GP's covariance and diagonal jitter.
+        acquisition: the search's acquisition (maximized, standardized targets).
+        hallucination: the search's Kriging-Believer value for a chosen point.
+        posterior: the GP conditioned on the observations; rows from
+            ``first_free`` on are free: ``m`` for the pending points, then
+            ``n_parallel`` for the batch.
+        y_best: the incumbent (best standardized observation).
+        first_free: the first free row.
+        pending: ``(m, D)`` unit-cube points being evaluated; ``pending_valid``
+            ``(m,)`` marks the real ones (they come first).
+        n_parallel: the batch size.
+        find: ``find(score, key, posterior) -> (D,)``: the acquisition search
+            (random and local candidates, L-BFGS, discrete moves) for a score
+            ``(k, D) -> (k,)``, higher is better.
+        candidates: ``candidates(key, posterior) -> (c, D)``: the search's
+            candidate set (random and around the best observations), snapped.
+    """
+
+    kernel: kernels.BaseKernel
+    jitter: float
+    acquisition: acq.BaseAcquisition
+    hallucination: Callable
+    posterior: gp.Posterior
+    y_best: jax.Array
+    first_free: jax.Array
+    pending: jax.Array
+    pending_valid: jax.Array
+    n_parallel: int
+    find: Callable
+    candidates: Callable
+
+    @property
+    def n_pending(self) -> int:
+        return self.pending.shape[0]
+
+    def slot(self, j):
+        """Row of the batch's ``j``-th point."""
+        return self.first_free + self.n_pending + j
+
+    def avoid(self):
+        """``(points, valid)``: room for every point a slot must keep away from (pending, then the batch)."""
+        points = jnp.concatenate([self.pending, jnp.zeros((self.n_parallel, self.pending.shape[1]), self.pending.dtype)])
+        valid = jnp.concatenate([self.pending_valid, jnp.zeros(self.n_parallel, bool)])
+        return points, valid
+
+    def keep(self, avoid, j, u):
+        """``avoid`` with the batch's ``j``-th point ``u`` added."""
+        points, valid = avoid
+        i = self.n_pending + j
+        return points.at[i].set(u), valid.at[i].set(True)
+
+    def spaced(self, values, V, avoid):
+        """``values`` of points ``V (k, D)``, ``-inf`` within :data:`MIN_SPACING` of a point to avoid."""
+        points, valid = avoid
+        d2 = jnp.sum((V[:, None, :] - points[None, :, :]) ** 2, axis=-1)
+        return jnp.where(jnp.any((d2 < MIN_SPACING**2) & valid[None, :], axis=1), -jnp.inf, values)
+
+    def believe_pending(self, posterior, y_best, key, hallucinate):
+        """The posterior with every pending point appended at a hallucinated value (and the incumbent)."""
+
+        def one(carry, inputs):
+            posterior, y_best = carry
+            u, valid, i, k = inputs
+            mean, std = gp.predict(self.kernel, posterior, u[None])
+            y_fake = hallucinate(mean, std, k, y_best)
+            grown = gp.append(self.kernel, posterior, u, y_fake, self.first_free + i, self.jitter)
+            posterior = jax.tree.map(lambda a, b: jnp.where(valid, a, b), grown, posterior)
+            return (posterior, jnp.where(valid, jnp.maximum(y_best, y_fake), y_best)), None
+
+        if self.n_pending == 0:
+            return posterior, y_best
+        keys = jax.random.split(key, self.n_pending)
+        inputs = (self.pending, self.pending_valid, jnp.arange(self.n_pending), keys)
+        (posterior, y_best), _ = jax.lax.scan(one, (posterior, y_best), inputs)
+        return posterior, y_best
+
+
+@dataclasses.dataclass(frozen=True)
+class BatchStrategy:
+    """Base class: ``propose(problem, key) -> (n_parallel, D)`` unit-cube points."""
+
+    def propose(self, problem: BatchProblem, key: jax.Array) -> jax.Array:
+        raise NotImplementedError
+
+
+def _mean_hallucination(mean, std, key, y_max):
+    return mean[0]
+
+
+@dataclasses.dataclass(frozen=True)
+class KrigingBeliever(BatchStrategy):
+    """Slot by slot: maximize the acquisition, then believe a hallucinated value at the chosen point.
+
+    ``hallucination`` (None: the search's ``hallucination`` field) picks the
+    value; a believed value above the incumbent becomes the incumbent, or the
+    next slot would pick the same point again for its apparent improvement.
+    """
+
+    hallucination: acq.BaseHallucination | None = None
+
+    def propose(self, problem, key):
+        hallucinate = self.hallucination or problem.hallucination
+        k_pending, k_slots = jax.random.split(key)
+        posterior, y_best = problem.believe_pending(problem.posterior, problem.y_best, k_pending, hallucinate)
+
+        def fill_slot(carry, j):
+            posterior, y_best, avoid, key = carry
+            key, k_find, k_acq, k_hal = jax.random.split(key, 4)
+
+            def score(V):
+                mean, std = gp.predict(problem.kernel, posterior, V)
+                return problem.spaced(problem.acquisition(mean, std, y_best, key=k_acq), V, avoid)
+
+            u = problem.find(score, k_find, posterior)
+            mean, std = gp.predict(problem.kernel, posterior, u[None])
+            y_fake = hallucinate(mean, std, k_hal, y_best)
+            posterior = gp.append(problem.kernel, posterior, u, y_fake, problem.slot(j), problem.jitter)
+            avoid = problem.keep(avoid, j, u)
+            return (posterior, jnp.maximum(y_best, y_fake), avoid, key), u
+
+        _, batch = jax.lax.scan(fill_slot, (posterior, y_best, problem.avoid(), k_slots), jnp.arange(problem.n_parallel))
+        return batch
+
+
+@dataclasses.dataclass(frozen=True)
+class Fantasies(BatchStrategy):
+    """Greedy batch q-acquisition by Monte Carlo over ``n_samples`` fantasized batches.
+
+    Each fantasy draws the latent values at the pending points and at the
+    batch's earlier slots jointly from the posterior (one draw after another,
+    each conditioned on the fantasy's earlier draws); its incumbent is the
+    better of the real one and its draws. A slot maximizes the acquisition
+    averaged over the fantasies (:meth:`~hyperoptax.acquisition.BaseAcquisition.average_over_samples`:
+    the log of the mean EI for LogEI). With LogEI this is q-LogEI maximized one
+    slot at a time (the new point's own randomness integrated exactly), BoTorch's
+    sequential greedy qLogNEI; with one slot and nothing pending it is the
+    sequential acquisition.
+    """
+
+    n_samples: int = 32
+
+    def __post_init__(self):
+        check_positive_int("n_samples", self.n_samples)
+
+    def propose(self, problem, key):
+        S = self.n_samples
+        posterior = problem.posterior
+        fantasies = jnp.broadcast_to(posterior.residual, (S, posterior.residual.shape[0]))
+        y_best = jnp.full((S,), problem.y_best)
+
+        def draw(carry, u, slot, valid, k):
+            """Every fantasy's latent value at ``u``, appended at row ``slot`` (if ``valid``)."""
+            posterior, fantasies, y_best = carry
+            alphas = gp.fantasy_alphas(posterior, fantasies)
+            means, std = gp.predict_fantasies(problem.kernel, posterior, alphas, u[None])
+            f = means[:, 0] + std[0] * jax.random.normal(k, (S,), means.dtype)
+            grown = gp.append(problem.kernel, posterior, u, jnp.mean(f), slot, problem.jitter)
+            posterior = jax.tree.map(lambda a, b: jnp.where(valid, a, b), grown, posterior)
+            fantasies = jnp.where(valid, fantasies.at[:, slot].set(f - posterior.params.mean), fantasies)
+            return posterior, fantasies, jnp.where(valid, jnp.maximum(y_best, f), y_best)
+
+        def pending_step(carry, inputs):
+            u, valid, i, k = inputs
+            return draw(carry, u, problem.first_free + i, valid, k), None
+
+        k_pending, k_slots = jax.random.split(key)
+        carry = (posterior, fantasies, y_best)
+        if problem.n_pending:
+            inputs = (problem.pending, problem.pending_valid, jnp.arange(problem.n_pending),
+                      jax.random.split(k_pending, problem.n_pending))
+            carry, _ = jax.lax.scan(pending_step, carry, inputs)
+
+        def fill_slot(carry, j):
+            (posterior, fantasies, y_best), avoid, key = carry
+            key, k_find, k_acq, k_draw = jax.random.split(key, 4)
+            alphas = gp.fantasy_alphas(posterior, fantasies)
+
+            def score(V):
+                means, std = gp.predict_fantasies(problem.kernel, posterior, alphas, V)
+                value = problem.acquisition.average_over_samples(means, std, y_best[:, None], key=k_acq)
+                return problem.spaced(value, V, avoid)
+
+            u = problem.find(score, k_find, posterior)
+            state = draw((posterior, fantasies, y_best), u, problem.slot(j), True, k_draw)
+            return (state, problem.keep(avoid, j, u), key), u
+
+        _, batch = jax.lax.scan(fill_slot, (carry, problem.avoid(), k_slots), jnp.arange(problem.n_parallel))
+        return batch
+
+
+@dataclasses.dataclass(frozen=True)
+class UCBPE(BatchStrategy):
+    """GP-UCB-PE: the acquisition's maximizer, then pure exploration in the relevant region.
+
+    The region is where ``mean + kappa * std`` reaches the best ``mean - kappa *
+    std`` (over the candidates and the observations), both from the posterior
+    before the batch; a later slot maximizes the posterior standard deviation
+    given the earlier slots and the pending points (which need no values).
+    Points outside the region are penalized by how far their bound falls short.
+    """
+
+    kappa: float = 2.0
+
+    def __post_init__(self):
+        if not self.kappa > 0:
+            raise ConfigurationError(f"UCBPE: kappa must be > 0, got {self.kappa!r}.")
+
+    def propose(self, problem, key):
+        k_pending, k_region, k_slots = jax.random.split(key, 3)
+        posterior, y_best = problem.believe_pending(problem.posterior, problem.y_best, k_pending, _mean_hallucination)
+        before = posterior
+        mean, std = gp.predict(problem.kernel, before, problem.candidates(k_region, before))
+        data_mean, data_std = gp.predict(problem.kernel, before, before.X)
+        lower = jnp.maximum(jnp.max(mean - self.kappa * std),
+                            jnp.max(jnp.where(before.valid, data_mean - self.kappa * data_std, -jnp.inf)))
+
+        def fill_slot(carry, j):
+            posterior, avoid, key = carry
+            key, k_find, k_acq = jax.random.split(key, 3)
+
+            def exploit(V):
+                mean, std = gp.predict(problem.kernel, posterior, V)
+                return problem.acquisition(mean, std, y_best, key=k_acq)
+
+            def explore(V):
+                mean0, std0 = gp.predict(problem.kernel, before, V)
+                _, std = gp.predict(problem.kernel, posterior, V)
+                shortfall = jnp.maximum(lower - (mean0 + self.kappa * std0), 0.0)
+                return std - 10.0 * shortfall
+
+            def score(V):
+                return problem.spaced(jnp.where(j == 0, exploit(V), explore(V)), V, avoid)
+
+            u = problem.find(score, k_find, posterior)
+            mean, _ = gp.predict(problem.kernel, posterior, u[None])
+            posterior = gp.append(problem.kernel, posterior, u, mean[0], problem.slot(j), problem.jitter)
+            return (posterior, problem.keep(avoid, j, u), key), u
+
+        _, batch = jax.lax.scan(fill_slot, (posterior, problem.avoid(), k_slots), jnp.arange(problem.n_parallel))
+        return batch
+
+
+@dataclasses.dataclass(frozen=True)
+class Thompson(BatchStrategy):
+    """Parallel Thompson sampling over one candidate set.
+
+    ``n_parallel`` joint posterior draws of the latent function over the
+    search's candidates (random and around the best observations); slot ``j``
+    takes draw ``j``'s best candidate not yet in the batch nor next to a pending
+    point. The posterior is first conditioned on the pending points at their
+    mean (their values are unknown, but their neighbourhood is no longer), so
+    draws rarely pick what is already running.
+
+    ``greedy_first``: the first slot is instead the acquisition's maximizer
+    (the full acquisition search, as a sequential step would choose), and the
+    draws fill the others: a batch keeps the sequential search's precision
+    near the incumbent and explores with the rest.
+    """
+
+    greedy_first: bool = False
+
+    def propose(self, problem, key):
+        k_pending, k_cand, k_draw, k_first, k_acq = jax.random.split(key, 5)
+        posterior, y_best = problem.believe_pending(problem.posterior, problem.y_best, k_pending, _mean_hallucination)
+        avoid, first = problem.avoid(), 0
+        if self.greedy_first:
+
+            def score(V):
+                mean, std = gp.predict(problem.kernel, posterior, V)
+                return problem.spaced(problem.acquisition(mean, std, y_best, key=k_acq), V, avoid)
+
+            u0 = problem.find(score, k_first, posterior)
+            if problem.n_parallel == 1:
+                return u0[None]  # the sequential step: no draws to pay for
+            avoid, first = problem.keep(avoid, 0, u0), 1
+        C = problem.candidates(k_cand, posterior)
+        draws = _joint_draws(problem, posterior, C, k_draw)
+
+        def fill_slot(avoid, j):
+            value = problem.spaced(draws[j], C, avoid)
+            u = C[jnp.argmax(value)]
+            return problem.keep(avoid, j, u), u
+
+        _, batch = jax.lax.scan(fill_slot, avoid, jnp.arange(first, problem.n_parallel))
+        return batch if first == 0 else jnp.concatenate([u0[None], batch])
+
+
+def _joint_draws(problem, posterior, C, key):
+    """``(n_parallel, c)`` joint posterior draws of the latent function at the candidates ``C``."""
+    mean, cov = gp.predict_joint(problem.kernel, posterior, C)
+    floor = gp.noise_floor(cov.dtype) * jnp.exp(posterior.params.log_amplitude)
+    L = jnp.linalg.cholesky(cov + floor * jnp.eye(C.shape[0], dtype=cov.dtype))
+    eps = jax.random.normal(key, (problem.n_parallel, C.shape[0]), cov.dtype)
+    draws = mean[None, :] + eps @ L.T
+    # A factor that failed (NaN) leaves the marginal draws, which are still Thompson samples pointwise.
+    _, std = gp.predict(problem.kernel, posterior, C)
+    return jnp.where(jnp.all(jnp.isfinite(draws)), draws, mean[None, :] + eps * std[None, :])
+
+
+@dataclasses.dataclass(frozen=True)
+class LocalPenalization(BatchStrategy):
+    """Local penalization: each slot maximizes the acquisition times a penalty around the earlier slots.
+
+    The penalty of an earlier point ``x_j`` is the probability that ``x`` lies
+    outside the ball around ``x_j`` that cannot hold the maximum given a
+    Lipschitz constant ``L`` of the function: ``Φ((L |x - x_j| - M + μ(x_j)) /
+    σ(x_j))``, ``M`` the incumbent and ``L`` the largest gradient norm of the
+    posterior mean over the candidates. Log acquisitions add its log; others
+    are made positive with a softplus first (González et al. 2016).
+    """
+
+    def propose(self, problem, key):
+        k_lip, k_slots = jax.random.split(key)
+        posterior, y_best = problem.posterior, problem.y_best
+        C = problem.candidates(k_lip, posterior)
+        grads = jax.vmap(jax.grad(lambda x: gp.predict(problem.kernel, posterior, x[None])[0][0]))(C)
+        lipschitz = jnp.maximum(jnp.max(jnp.linalg.norm(grads, axis=1)), 1e-6)
+        log_scale = isinstance(problem.acquisition, (acq.LogEI, acq.LogPI))
+
+        def fill_slot(carry, j):
+            avoid, key = carry
+            key, k_find, k_acq = jax.random.split(key, 3)
+            centers, valid = avoid
+            # No update per slot: the earlier slots' means and stds are the posterior's.
+            mu_c, std_c = gp.predict(problem.kernel, posterior, centers)
+
+            def score(V):
+                mean, std = gp.predict(problem.kernel, posterior, V)
+                a = problem.acquisition(mean, std, y_best, key=k_acq)
+                log_a = a if log_scale else jnp.log(jax.nn.softplus(a) + 1e-30)
+                dist = jnp.sqrt(jnp.sum((V[:, None, :] - centers[None, :, :]) ** 2, axis=-1) + 1e-12)
+                z = (lipschitz * dist - y_best + mu_c[None, :]) / std_c[None, :]
+                penalty = jnp.sum(jnp.where(valid[None, :], log_ndtr(z), 0.0), axis=1)
+                return problem.spaced(log_a + penalty, V, avoid)
+
+            u = problem.find(score, k_find, posterior)
+            return (problem.keep((centers, valid), j, u), key), u
+
+        _, batch = jax.lax.scan(fill_slot, (problem.avoid(), k_slots), jnp.arange(problem.n_parallel))
+        return batch
