@@ -36,7 +36,6 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
-from flax import nnx
 
 import hyperoptax as hx
 from hyperoptax import spaces as sp
@@ -45,6 +44,7 @@ from hyperoptax.integrations.flax import PopulationTrainer
 from hyperoptax.integrations.flax.pbt import PBTPopulation, replay
 from hyperoptax.integrations.flax.scheduled import ScheduledPopulation
 from hyperoptax.schedulers import PBT, Scheduler
+from hyperoptax.tune.models import mlp
 
 from sections import RESULTS, write_section
 
@@ -70,15 +70,6 @@ def noisy_digits(noise: float):
     return split(tr, noisy), split(va, y[va]), split(te, y[te])
 
 
-class MLP(nnx.Module):
-    def __init__(self, width, rngs):
-        self.hidden = nnx.Linear(64, width, rngs=rngs)
-        self.out = nnx.Linear(width, 10, rngs=rngs)
-
-    def __call__(self, x):
-        return self.out(nnx.relu(self.hidden(x.reshape(x.shape[0], -1))))
-
-
 def trainers(args):
     train, val, test = noisy_digits(args.noise)
 
@@ -86,7 +77,7 @@ def trainers(args):
         return optax.inject_hyperparams(optax.adamw)(learning_rate=hp["learning_rate"], weight_decay=hp["weight_decay"])
 
     def make(eval_set):
-        return PopulationTrainer(lambda hp, rngs: MLP(args.width, rngs), optimizer_fn, train=train, eval=eval_set,
+        return PopulationTrainer(lambda hp, rngs: mlp(64, args.width, 1, 10, rngs), optimizer_fn, train=train, eval=eval_set,
                                  n_steps=args.steps, batch_size=args.batch)
 
     return make(val), make(test)
