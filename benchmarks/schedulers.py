@@ -286,9 +286,12 @@ def digits(seeds, methods):
     trainer = digits_trainer(data)
     optuna_loop = OptunaFlaxLoop(data)
     finished = _finished_runs()
-    # Warm-up: compile every program before any timing.
-    hyperoptax_run("c: ASHA + random refills", trainer, 10_000)
-    optuna_loop.run(10_000) if "d: Optuna TPE + Hyperband" in methods else None
+    todo = {m for m in methods for seed in range(seeds) if (m, seed) not in finished}
+    # Warm-up: compile every program before any timing (only for what is still to run).
+    if todo - {"d: Optuna TPE + Hyperband"}:
+        hyperoptax_run("c: ASHA + random refills", trainer, 10_000)
+    if "d: Optuna TPE + Hyperband" in todo:
+        optuna_loop.run(10_000)
     rows = {}
     for method in methods:
         traces = []
