@@ -2,9 +2,37 @@
 
 from __future__ import annotations
 
+import jax
+import jax.numpy as jnp
 from flax import nnx
 
 __all__ = ["mlp", "cnn"]
+
+
+def conv_as_matmul(conv: nnx.Conv, x):
+    """``conv(x)`` (stride 1, SAME padding) computed as image patches times the kernel matrix.
+
+    The same function with the same parameters, but several times faster on CPU for the small images of
+    these models: XLA's CPU convolution, and above all its weight gradient, is slow at this size, and under
+    ``vmap`` over a population it becomes a grouped convolution that is slower still, while patches times a
+    matrix becomes a batched matrix product (measured on 2 cores, one training step of the digits CNN with
+    batch 64: 5.2 vs 0.6 ms for one member, 96 vs 16 ms for 16 members).
+    """
+    kh, kw, c_in, c_out = conv.kernel.shape
+    patches = jax.lax.conv_general_dilated_patches(  # (..., h, w, c_in * kh * kw), channel-major
+        x, (kh, kw), (1, 1), "SAME", dimension_numbers=("NHWC", "HWIO", "NHWC"))
+    kernel = jnp.transpose(conv.kernel[...], (2, 0, 1, 3)).reshape(c_in * kh * kw, c_out)
+    y = patches @ kernel
+    return y if conv.bias is None else y + conv.bias[...]
+
+
+def halve(x):
+    """2x2 average pooling with stride 2 (VALID: an odd last row or column is dropped), as ``nnx.avg_pool``
+    computes it, written as a reshape and a mean: XLA's CPU ``reduce_window`` and its gradient cost more
+    than the rest of these small models' step."""
+    *lead, h, w, c = x.shape
+    x = x[..., : h - h % 2, : w - w % 2, :]
+    return x.reshape(*lead, h // 2, 2, w // 2, 2, c).mean(axis=(-4, -2))
 
 
 def mlp(in_features, width, depth, n_classes, rngs):
@@ -41,9 +69,9 @@ def cnn(image_shape, features, kernel_size, depth, width, n_classes, rngs):
 
         def __call__(self, x):
             for conv, pool in zip(self.convs, self.pools):
-                x = nnx.relu(conv(x))
+                x = nnx.relu(conv_as_matmul(conv, x))
                 if pool:
-                    x = nnx.avg_pool(x, (2, 2), strides=(2, 2))
+                    x = halve(x)
             x = nnx.relu(self.dense(x.reshape(x.shape[0], -1)))
             return self.out(x)
 
