@@ -36,7 +36,7 @@ from jax.scipy.special import log_ndtr
 
 from hyperoptax import acquisition as acq
 from hyperoptax import gp
-from hyperoptax import kernels
+from hyperoptax import kernels, lbfgs
 from hyperoptax.errors import ConfigurationError, check_positive_int
 
 __all__ = [
@@ -88,6 +88,7 @@ class BatchProblem:
     n_parallel: int
     find: Callable
     candidates: Callable
+    snap: Callable = lambda V: V
 
     @property
     def n_pending(self) -> int:
@@ -318,11 +319,15 @@ class Thompson(BatchStrategy):
     """
 
     greedy_first: bool = False
+    exploit: bool = False
+    region_fraction: float = 0.0
+    believe: bool = False
+    refine_steps: int = 0
 
     def propose(self, problem, key):
-        k_pending, k_cand, k_draw, k_first, k_acq = jax.random.split(key, 5)
+        k_pending, k_cand, k_draw, k_first, k_acq, k_mean, k_region = jax.random.split(key, 7)
         posterior, y_best = problem.believe_pending(problem.posterior, problem.y_best, k_pending, _mean_hallucination)
-        avoid, first = problem.avoid(), 0
+        avoid, first, chosen = problem.avoid(), 0, []
         if self.greedy_first:
 
             def score(V):
@@ -333,16 +338,67 @@ class Thompson(BatchStrategy):
             if problem.n_parallel == 1:
                 return u0[None]  # the sequential step: no draws to pay for
             avoid, first = problem.keep(avoid, 0, u0), 1
+            chosen.append(u0)
+        if self.exploit and first < problem.n_parallel:
+            avoid_now = avoid
+
+            def mean_score(V):
+                mean, _ = gp.predict(problem.kernel, posterior, V)
+                return problem.spaced(mean, V, avoid_now)
+
+            u1 = problem.find(mean_score, k_mean, posterior)
+            avoid, first = problem.keep(avoid, first, u1), first + 1
+            chosen.append(u1)
+        if first == problem.n_parallel:
+            return jnp.stack(chosen)
         C = problem.candidates(k_cand, posterior)
+        if self.region_fraction > 0:
+            n_region = int(C.shape[0] * self.region_fraction)
+            C = jnp.concatenate([C[: C.shape[0] - n_region], _region_candidates(problem, posterior, k_region, n_region)])
+        if self.believe:
+            for i, u in enumerate(chosen):
+                mean, _ = gp.predict(problem.kernel, posterior, u[None])
+                posterior = gp.append(problem.kernel, posterior, u, mean[0], problem.slot(i), problem.jitter)
         draws = _joint_draws(problem, posterior, C, k_draw)
+        c_mean, c_std = gp.predict(problem.kernel, posterior, C)
 
         def fill_slot(avoid, j):
             value = problem.spaced(draws[j], C, avoid)
-            u = C[jnp.argmax(value)]
+            i = jnp.argmax(value)
+            u = C[i]
+            if self.refine_steps:
+                z = (draws[j, i] - c_mean[i]) / jnp.maximum(c_std[i], 1e-12)
+
+                def neg(x):
+                    x = jnp.clip(x, 0.0, 1.0)
+                    m, s = gp.predict(problem.kernel, posterior, x[None])
+                    return -(m[0] + z * s[0])
+
+                r, _ = lbfgs.minimize(neg, u, self.refine_steps)
+                r = problem.snap(jnp.clip(r, 0.0, 1.0)[None])
+                ok = jnp.isfinite(problem.spaced(jnp.zeros(1), r, avoid))[0] & jnp.all(jnp.isfinite(r))
+                u = jnp.where(ok, r[0], u)
             return problem.keep(avoid, j, u), u
 
         _, batch = jax.lax.scan(fill_slot, avoid, jnp.arange(first, problem.n_parallel))
-        return batch if first == 0 else jnp.concatenate([u0[None], batch])
+        return batch if first == 0 else jnp.concatenate([jnp.stack(chosen), batch])
+
+
+# Trust-region side lengths (unit cube, before the length-scale shaping): one scale per candidate, log-uniform.
+_REGION_LONGEST, _REGION_SHORTEST = 0.8, 0.01
+
+
+def _region_candidates(problem, posterior, key, n):
+    """``n`` points uniform in boxes around the incumbent, shaped by the length scales (TuRBO's box)."""
+    best = posterior.X[jnp.argmax(jnp.where(posterior.valid, posterior.residual, -jnp.inf))]
+    ls = jnp.exp(posterior.params.log_length_scale)
+    ls = jnp.broadcast_to(ls, best.shape)
+    weights = ls / jnp.exp(jnp.mean(jnp.log(ls)))
+    k_side, k_point = jax.random.split(key)
+    log_side = jax.random.uniform(k_side, (n, 1), best.dtype, jnp.log(_REGION_SHORTEST), jnp.log(_REGION_LONGEST))
+    half = 0.5 * jnp.exp(log_side) * weights[None, :]
+    V = best[None, :] + half * jax.random.uniform(k_point, (n, best.shape[0]), best.dtype, -1.0, 1.0)
+    return problem.snap(jnp.clip(V, 0.0, 1.0))
 
 
 def _joint_draws(problem, posterior, C, key):

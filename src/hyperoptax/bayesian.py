@@ -355,6 +355,7 @@ class BayesianSearch(Optimizer):
             n_parallel=P,
             find=find,
             candidates=candidates,
+            snap=snap,
         )
         return self.batch.propose(problem, key)
 
