@@ -381,6 +381,8 @@ def parse_args(argv=None):
     p.add_argument("--merge", metavar="JSON", default=None,
                    help="report this run together with an earlier run's raw JSON: this run's rows replace the "
                         "earlier ones of the same problem and method, the others are kept and marked as earlier")
+    p.add_argument("--note", action="append", default=[],
+                   help="a line added to the report's notes (repeatable; with --render it is also saved in the JSON)")
     p.add_argument("--earlier-preset-name", default=None,
                    help="with --merge, when the preset's batch strategy changed since the earlier run: the name "
                         "(from --strategies) of the earlier preset's strategy; its batched rows are renamed "
@@ -422,7 +424,8 @@ def merge(earlier: dict, raw: dict, earlier_preset_name: str | None = None) -> d
     merged = {**raw, "runs": {}, "budgets": {**earlier["budgets"], **raw["budgets"]},
               "kinds": {**earlier["kinds"], **raw["kinds"]}, "optima": {**earlier["optima"], **raw["optima"]},
               "batch_sizes": sorted(set(earlier.get("batch_sizes", [])) | set(raw["batch_sizes"])),
-              "strategies": list(dict.fromkeys(earlier.get("strategies", []) + raw["strategies"]))}
+              "strategies": list(dict.fromkeys(earlier.get("strategies", []) + raw["strategies"])),
+              "seeds": max(earlier["seeds"], raw["seeds"]), "gp_seeds": raw.get("gp_seeds") or earlier.get("gp_seeds")}
     kept = []
     for pname in dict.fromkeys(list(earlier["runs"]) + list(raw["runs"])):
         rows = {}
@@ -457,6 +460,9 @@ def main(argv=None) -> dict:
     args = parse_args(argv)
     if args.render:
         raw = json.loads(Path(args.render).read_text())
+        if args.note:
+            raw["notes"] = raw.get("notes", []) + args.note
+            Path(args.render).write_text(json.dumps(raw, indent=1, default=float))
         raw["summary"] = search_report.summarize(raw)
         text = search_report.render(raw, raw["summary"])
         print(text)
@@ -523,6 +529,7 @@ def main(argv=None) -> dict:
 
     if args.merge:
         raw = merge(json.loads(Path(args.merge).read_text()), raw, args.earlier_preset_name)
+    raw["notes"] = raw.get("notes", []) + args.note
     summary = search_report.summarize(raw)
     raw["summary"] = summary
     text = search_report.render(raw, summary)
