@@ -70,6 +70,7 @@ STRATEGIES = {
     "ucbpe": lambda: hyperoptax.UCBPE(),
     "thompson": lambda: hyperoptax.Thompson(),
     "thompson-greedy": lambda: hyperoptax.Thompson(greedy_first=True),
+    "thompson-exploit": lambda: hyperoptax.Thompson(greedy_first=True, exploit=True),
     "penalize": lambda: hyperoptax.LocalPenalization(),
 }
 PROBE_OBSERVATIONS = 100
@@ -377,6 +378,15 @@ def parse_args(argv=None):
                    help="the section's heading")
     p.add_argument("--render", metavar="JSON", default=None,
                    help="only rebuild the report (stdout and RESULTS.md) from an earlier run's raw JSON")
+    p.add_argument("--merge", metavar="JSON", default=None,
+                   help="report this run together with an earlier run's raw JSON: this run's rows replace the "
+                        "earlier ones of the same problem and method, the others are kept and marked as earlier")
+    p.add_argument("--note", action="append", default=[],
+                   help="a line added to the report's notes (repeatable; with --render it is also saved in the JSON)")
+    p.add_argument("--earlier-preset-name", default=None,
+                   help="with --merge, when the preset's batch strategy changed since the earlier run: the name "
+                        "(from --strategies) of the earlier preset's strategy; its batched rows are renamed "
+                        "hx-NAME-x{q} (the sequential preset is the same search)")
     args = p.parse_args(argv)
     if args.quick:
         args.seeds, args.extend_to = min(args.seeds, 2), 0
@@ -409,10 +419,50 @@ def _run_seeds(problem: Problem, all_methods: dict, names, seeds, raw, start, gp
               flush=True)
 
 
+def merge(earlier: dict, raw: dict, earlier_preset_name: str | None = None) -> dict:
+    """``raw`` reported with ``earlier``'s rows that it did not rerun (see ``--merge``)."""
+    merged = {**raw, "runs": {}, "budgets": {**earlier["budgets"], **raw["budgets"]},
+              "kinds": {**earlier["kinds"], **raw["kinds"]}, "optima": {**earlier["optima"], **raw["optima"]},
+              "batch_sizes": sorted(set(earlier.get("batch_sizes", [])) | set(raw["batch_sizes"])),
+              "strategies": list(dict.fromkeys(earlier.get("strategies", []) + raw["strategies"])),
+              "seeds": max(earlier["seeds"], raw["seeds"]), "gp_seeds": raw.get("gp_seeds") or earlier.get("gp_seeds")}
+    kept = []
+    for pname in dict.fromkeys(list(earlier["runs"]) + list(raw["runs"])):
+        rows = {}
+        for mname, seeds in earlier["runs"].get(pname, {}).items():
+            if earlier_preset_name and mname.startswith("hx-preset-x"):
+                mname = f"hx-{earlier_preset_name}-x{mname.rsplit('-x', 1)[1]}"
+            if mname not in raw["runs"].get(pname, {}):
+                rows[mname] = seeds
+                kept.append(f"{pname} {mname}")
+        rows.update(raw["runs"].get(pname, {}))
+        merged["runs"][pname] = rows
+    if "probe" not in raw and "probe" in earlier:
+        merged["probe"] = earlier["probe"]
+        kept.append("the cost probe")
+    merged["command"] = raw["command"] + "` ; earlier rows: `" + earlier["command"]
+    renamed = (f" The earlier preset's batched rows (its batch strategy was {earlier_preset_name}) are named "
+               f"hx-{earlier_preset_name}-x{{q}}." if earlier_preset_name else "")
+    merged["notes"] = [
+        f"This report merges two sets of runs. Rerun now (the machine line above; load average "
+        f"{raw['load_average']['start'][0]:.1f} / {raw['load_average']['end'][0]:.1f} at start / end, "
+        f"{raw['wall_seconds'] / 60:.0f} min): " + "; ".join(f"{p}: {', '.join(r)}" for p, r in raw["runs"].items()) +
+        ". Every other row is an earlier figure, not rerun: " + ", ".join(kept) + "." + renamed +
+        " The earlier runs' commits and load are in the notes below (optuna 5.0.0 then).",
+    ] + [f"Earlier runs: {n}" for n in earlier.get("notes", [])]
+    merged["json"] = raw["json"]
+    merged.pop("wall_seconds", None)
+    merged.pop("load_average", None)
+    return merged
+
+
 def main(argv=None) -> dict:
     args = parse_args(argv)
     if args.render:
         raw = json.loads(Path(args.render).read_text())
+        if args.note:
+            raw["notes"] = raw.get("notes", []) + args.note
+            Path(args.render).write_text(json.dumps(raw, indent=1, default=float))
         raw["summary"] = search_report.summarize(raw)
         text = search_report.render(raw, raw["summary"])
         print(text)
@@ -477,6 +527,9 @@ def main(argv=None) -> dict:
     raw["wall_seconds"] = time.perf_counter() - start
     raw["load_average"] = {"start": load_at_start, "end": os.getloadavg()}
 
+    if args.merge:
+        raw = merge(json.loads(Path(args.merge).read_text()), raw, args.earlier_preset_name)
+    raw["notes"] = raw.get("notes", []) + args.note
     summary = search_report.summarize(raw)
     raw["summary"] = summary
     text = search_report.render(raw, summary)

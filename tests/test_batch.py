@@ -15,7 +15,7 @@ import pytest
 from scipy import stats
 
 import hyperoptax as hx
-from hyperoptax import acqopt, gp
+from hyperoptax import acqopt, base, gp
 from hyperoptax import batch as bt
 from hyperoptax import spaces as sp
 
@@ -51,7 +51,7 @@ def _problem(key, pending=None, acquisition=hx.LogEI(), n_parallel=P, params=PAR
 
 
 STRATEGIES = [hx.KrigingBeliever(), hx.Fantasies(n_samples=8), hx.UCBPE(), hx.Thompson(), hx.Thompson(greedy_first=True),
-              hx.LocalPenalization()]
+              hx.Thompson(greedy_first=True, exploit=True), hx.Thompson(exploit=True), hx.LocalPenalization()]
 
 
 @pytest.mark.parametrize("strategy", STRATEGIES, ids=lambda s: type(s).__name__)
@@ -119,6 +119,42 @@ def test_thompson_greedy_first_slot_is_the_acquisition_maximizer(key):
         mean, std = gp.predict(KERNEL, problem.posterior, grid)
         np.testing.assert_array_equal(batch[0], grid[jnp.argmax(hx.LogEI()(mean, std, problem.y_best))])
         assert all(bool(jnp.any(jnp.all(grid == u, axis=1))) for u in batch[1:])
+
+
+def test_thompson_exploit_slot_is_the_posterior_mean_maximizer(key):
+    # On a fixed grid: slot 0 is the grid point of highest LogEI, slot 1 the grid point of highest posterior
+    # mean other than slot 0, the draws fill the rest from the grid; two slots are the two searches alone,
+    # one slot the acquisition's choice alone (the sequential step).
+    grid = jnp.stack(jnp.meshgrid(jnp.linspace(0, 1, 9), jnp.linspace(0, 1, 9)), -1).reshape(-1, 2)
+    for n_parallel in (4, 2, 1):
+        problem = dataclasses.replace(
+            _problem(jax.random.key(3), n_parallel=n_parallel), candidates=lambda k, post: grid,
+            find=lambda score, k, post: acqopt.maximize(score, grid, 0, 0, lambda V: V))
+        strategy = hx.Thompson(greedy_first=True, exploit=True)
+        batch = jax.jit(lambda k: strategy.propose(problem, k))(key)
+        assert batch.shape == (n_parallel, 2)
+        mean, std = gp.predict(KERNEL, problem.posterior, grid)
+        first = int(jnp.argmax(hx.LogEI()(mean, std, problem.y_best)))
+        np.testing.assert_array_equal(batch[0], grid[first])
+        if n_parallel > 1:
+            np.testing.assert_array_equal(batch[1], grid[int(jnp.argmax(mean.at[first].set(-jnp.inf)))])
+        assert all(bool(jnp.any(jnp.all(grid == u, axis=1))) for u in batch[2:])
+    # Without the greedy slot the mean's maximizer comes first.
+    problem = dataclasses.replace(
+        _problem(jax.random.key(3), n_parallel=3), candidates=lambda k, post: grid,
+        find=lambda score, k, post: acqopt.maximize(score, grid, 0, 0, lambda V: V))
+    batch = jax.jit(lambda k: hx.Thompson(exploit=True).propose(problem, k))(key)
+    mean, _ = gp.predict(KERNEL, problem.posterior, grid)
+    np.testing.assert_array_equal(batch[0], grid[jnp.argmax(mean)])
+
+
+def test_thompson_exploit_fills_a_batch_of_64_from_one_candidate_set(key):
+    # 62 draws share one factor of the 64 candidates' covariance: every slot is a distinct candidate.
+    problem = _problem(jax.random.key(4), n_parallel=64)
+    batch = jax.jit(lambda k: hx.Thompson(greedy_first=True, exploit=True).propose(problem, k))(key)
+    assert batch.shape == (64, 2) and bool(jnp.all(jnp.isfinite(batch)))
+    d = np.linalg.norm(np.asarray(batch)[:, None] - np.asarray(batch)[None], axis=-1) + np.eye(64)
+    assert d.min() >= bt.MIN_SPACING * 0.999
 
 
 def test_relative_improvement_threshold_hand_computed():
@@ -202,3 +238,24 @@ def test_tied_fit_shares_a_category_length_scale_and_counts_it_once(key):
     untied = gp.neg_log_marginal_likelihood(params.gp, KERNEL, X, z, valid, 1e-6)
     prior = gp.GPPrior().log_prob(params.gp._replace(log_length_scale=jnp.array([0.1, 0.5])))
     np.testing.assert_allclose(model.objective(params, X, z, valid), untied - prior, rtol=1e-5)
+
+
+@pytest.mark.slow
+def test_preset_fills_batches_of_64_and_compiles_once(key):
+    # The preset's strategy end to end at a population's size: distinct points in the space, every step
+    # compiled once (the first batch is random, the next two come from the GP).
+    space = {"x": hx.LinearSpace(-2.0, 2.0), "y": hx.LinearSpace(-2.0, 2.0)}
+    small = dict(n_candidates=96, n_restarts=1, n_lbfgs_steps=3, n_hparam_steps=5)
+    state, opt = hx.BayesianSearch.init(space, n_max=192, **{**hx.RECOMMENDED, **small}, n_parallel=64)
+    assert opt.batch == hx.Thompson(greedy_first=True, exploit=True)
+    loss = lambda k, p: (p["x"] - 0.5) ** 2 + (p["y"] + 0.3) ** 2
+    state, _ = opt.optimize(state, key, loss, n_iterations=2)
+    before = base.compile_count()
+    params = opt.get_next_params(state, jax.random.key(5))
+    state = opt.update_state(state, jax.random.key(6), jax.vmap(loss, (None, 0))(None, params), params)
+    assert base.compile_count() == before
+    X = np.stack([np.asarray(params["x"]), np.asarray(params["y"])], 1)
+    assert X.shape == (64, 2) and np.all(np.abs(X) <= 2.0)
+    d = np.linalg.norm(X[:, None] - X[None], axis=-1) + np.eye(64)
+    assert d.min() >= 4.0 * bt.MIN_SPACING * 0.999  # the unit cube's spacing, in a range of 4
+    assert int(state.mask.sum()) == 192

@@ -19,7 +19,11 @@ fantasized or explored around, depending on the strategy.
 * :class:`Thompson` -- parallel Thompson sampling (Kandasamy et al. 2018):
   each slot is the maximizer of its own joint posterior draw over one shared
   candidate set; one Cholesky factor serves every slot, so batches of 64
-  cost little more than batches of 4.
+  cost little more than batches of 4. Optionally behind searched slots: the
+  acquisition's maximizer (``greedy_first``) and the posterior mean's
+  maximizer (``exploit``), which refine the incumbent as no draw over a
+  discrete candidate set does. The preset is
+  ``Thompson(greedy_first=True, exploit=True)``.
 * :class:`LocalPenalization` -- González et al. (2016): each slot maximizes
   the acquisition times a penalty around the earlier slots, whose radius comes
   from a Lipschitz constant of the posterior mean. No GP update per slot.
@@ -302,7 +306,7 @@ class UCBPE(BatchStrategy):
 
 @dataclasses.dataclass(frozen=True)
 class Thompson(BatchStrategy):
-    """Parallel Thompson sampling over one candidate set.
+    """Parallel Thompson sampling over one candidate set, behind up to two searched slots.
 
     ``n_parallel`` joint posterior draws of the latent function over the
     search's candidates (random and around the best observations); slot ``j``
@@ -313,27 +317,57 @@ class Thompson(BatchStrategy):
 
     ``greedy_first``: the first slot is instead the acquisition's maximizer
     (the full acquisition search, as a sequential step would choose), and the
-    draws fill the others: a batch keeps the sequential search's precision
-    near the incumbent and explores with the rest.
+    draws fill the others.
+
+    ``exploit``: the next slot is the maximizer of the posterior mean (the same
+    search, L-BFGS included), the point the model believes best. A draw's best
+    candidate is only as precise as the candidate set and the posterior's spread
+    near the optimum allow, and the acquisition's maximizer often explores
+    elsewhere late in a search: without this slot no point of the batch refines
+    the incumbent (measured in ``benchmarks/RESULTS.md``). With ``exploit`` the
+    draws also see the searched slots as they see pending points, believed at
+    their mean, so they look away from them. The preset uses both:
+    ``Thompson(greedy_first=True, exploit=True)``; with one slot it is the
+    sequential step alone, with two the acquisition's and the mean's maximizers.
+    Either searched slot costs one acquisition search; the draws cost one
+    Cholesky factor of the candidate set, whatever the batch size.
     """
 
     greedy_first: bool = False
+    exploit: bool = False
 
     def propose(self, problem, key):
         k_pending, k_cand, k_draw, k_first, k_acq = jax.random.split(key, 5)
+        k_mean = jax.random.fold_in(key, 1)  # beside the others: the slots without it keep their keys
         posterior, y_best = problem.believe_pending(problem.posterior, problem.y_best, k_pending, _mean_hallucination)
-        avoid, first = problem.avoid(), 0
-        if self.greedy_first:
+        avoid, searched = problem.avoid(), []
+
+        def search(value, key):
+            """The slot after ``searched`` maximizing ``value(mean, std)``, kept apart from the others."""
+            nonlocal avoid
+            current = avoid
 
             def score(V):
                 mean, std = gp.predict(problem.kernel, posterior, V)
-                return problem.spaced(problem.acquisition(mean, std, y_best, key=k_acq), V, avoid)
+                return problem.spaced(value(mean, std), V, current)
 
-            u0 = problem.find(score, k_first, posterior)
-            if problem.n_parallel == 1:
-                return u0[None]  # the sequential step: no draws to pay for
-            avoid, first = problem.keep(avoid, 0, u0), 1
+            u = problem.find(score, key, posterior)
+            avoid = problem.keep(avoid, len(searched), u)
+            searched.append(u)
+
+        if self.greedy_first:
+            search(lambda mean, std: problem.acquisition(mean, std, y_best, key=k_acq), k_first)
+        if self.exploit and len(searched) < problem.n_parallel:
+            search(lambda mean, std: mean, k_mean)
+        first = len(searched)
+        if first == problem.n_parallel:
+            return jnp.stack(searched)  # with one slot, the sequential step: no draws to pay for
         C = problem.candidates(k_cand, posterior)
+        if self.exploit:
+            # The draws see the searched slots as they see pending points: believed at their mean.
+            for i, u in enumerate(searched):
+                mean, _ = gp.predict(problem.kernel, posterior, u[None])
+                posterior = gp.append(problem.kernel, posterior, u, mean[0], problem.slot(i), problem.jitter)
         draws = _joint_draws(problem, posterior, C, k_draw)
 
         def fill_slot(avoid, j):
@@ -342,7 +376,7 @@ class Thompson(BatchStrategy):
             return problem.keep(avoid, j, u), u
 
         _, batch = jax.lax.scan(fill_slot, avoid, jnp.arange(first, problem.n_parallel))
-        return batch if first == 0 else jnp.concatenate([u0[None], batch])
+        return batch if first == 0 else jnp.concatenate([jnp.stack(searched), batch])
 
 
 def _joint_draws(problem, posterior, C, key):

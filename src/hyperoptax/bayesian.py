@@ -6,7 +6,8 @@ near-incumbent candidates refined by L-BFGS (and discrete moves on integers and
 categories), and fill the batch with the ``batch`` strategy (:mod:`hyperoptax.batch`):
 by default the Kriging Believer -- the chosen point gets a hallucinated
 observation, a new Cholesky row, and the next slot looks elsewhere; in the
-recommended preset parallel Thompson sampling behind one greedy slot.
+recommended preset the acquisition's and the posterior mean's maximizers, then
+parallel Thompson sampling.
 """
 
 from __future__ import annotations
@@ -124,7 +125,7 @@ class BayesianSearch(Optimizer):
             :class:`~hyperoptax.batch.KrigingBeliever` (the documented
             behaviour), :class:`~hyperoptax.batch.Fantasies` (greedy q-LogEI),
             :class:`~hyperoptax.batch.UCBPE`, :class:`~hyperoptax.batch.Thompson`
-            (the preset: ``Thompson(greedy_first=True)``) or
+            (the preset: ``Thompson(greedy_first=True, exploit=True)``) or
             :class:`~hyperoptax.batch.LocalPenalization`.
         pi_relative: PI and LogPI ask for an improvement of at least this
             fraction of the incumbent's lead over the average standardized
@@ -392,8 +393,9 @@ RECOMMENDED = dict(
     hparam_optimizer="lbfgs",
     output_warping=True,
     n_initial_points=8,
-    # Measured best at batches of 4 and 8 (benchmarks/RESULTS.md); with one point per batch it is
-    # the sequential acquisition search.
-    batch=bt.Thompson(greedy_first=True),
+    # Measured best at batches of 4 and 8 (benchmarks/RESULTS.md): the acquisition's maximizer, the
+    # posterior mean's, then parallel Thompson draws. With one point per batch it is the sequential
+    # acquisition search.
+    batch=bt.Thompson(greedy_first=True, exploit=True),
 )
 """Fields of :meth:`BayesianSearch.recommended`: ``BayesianSearch.init(space, n_max, **RECOMMENDED)``."""
