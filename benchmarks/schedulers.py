@@ -58,6 +58,7 @@ def _refills(kind, capacity, seed=0, space=None, max_steps=T):
 SYNTHETIC_METHODS = {
     "full-gp": ("gp", dict(min_steps=T)),
     "full-random": ("random", dict(min_steps=T)),
+    "full-mobster": ("mobster", dict(min_steps=T)),  # the default GP refill without early stopping
     "asha-gp": ("gp", dict()),
     "asha-random": ("random", dict()),
     "asha-mobster": ("mobster", dict()),
