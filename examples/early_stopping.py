@@ -3,7 +3,8 @@
     python examples/early_stopping.py
 
 1. ASHA in the population: 4 MLPs train as one compiled program on the embedded digits; at every rung the
-   scheduler stops the unpromising ones and their slots are refilled by BayesianSearch (BOHB-style).
+   scheduler stops the unpromising ones and their slots are refilled by a GP over (configuration, steps)
+   (a GPFIFOSearcher with resource_attr, MOBSTER-style: what `hyperoptax tune` uses).
 2. The same scheduler as an ask/tell object around a plain Python loop (any framework would do).
 
 From the command line the first is `hyperoptax tune --config configs/digits_mlp.py --workdir runs/asha
@@ -20,7 +21,7 @@ import hyperoptax as hx
 from hyperoptax.integrations import tfds as hdata
 from hyperoptax.integrations.flax import PopulationTrainer
 from hyperoptax.integrations.flax.scheduled import ScheduledPopulation
-from hyperoptax.schedulers import OptimizerRefills, Scheduler
+from hyperoptax.schedulers import Scheduler
 
 space = {"learning_rate": hx.LogSpace(1e-4, 1.0), "weight_decay": hx.LogSpace(1e-6, 1e-1)}
 
@@ -39,7 +40,7 @@ def optimizer_fn(hparams):
 
 
 trainer = PopulationTrainer(model_fn, optimizer_fn, train=train, eval=evaluation, n_steps=270, batch_size=64)
-refills = OptimizerRefills(hx.BayesianSearch, space, capacity=64, **hx.RECOMMENDED, n_parallel=4)
+refills = hx.GPFIFOSearcher(space, "accuracy", "max", resource_attr="steps", max_resource=270, random_seed=0)
 scheduler = Scheduler(refills, max_steps=270, min_steps=30, eta=3, seed=0)        # rungs at 30, 90, 270 steps
 population = ScheduledPopulation(trainer, scheduler, space, n_slots=4, budget_steps=8 * 270, key=jax.random.key(0))
 population.run()

@@ -277,3 +277,30 @@ def test_grace_and_audits_continue_whatever_their_rank():
         state, code = _decide(rule, state, 0, 3, value)
         decisions.append(code)
     assert decisions == [CONTINUE, STOP, STOP, CONTINUE]
+
+
+def test_a_rung_below_a_misleading_rung_stops_no_trial():
+    from hyperoptax.schedulers import trust
+
+    # 6 trials ranked alike at steps 1 and 3, reversed at 9 (curves that cross between 3 and 9).
+    curves = [{1: float(t), 3: float(t), 9: -float(t)} for t in range(6)]
+    low, high = trust.links(curves, (1, 3, 9), eta=3)
+    # 1 -> 3: the top 2 at 1 (t = 5, 4) hold the best at 3: loss 0.
+    assert (low.n_pairs, low.loss) == (6, 0.0)
+    # 3 -> 9: they hold -4 at best where the best is 0 and the median -2.5: loss 4 / 2.5.
+    assert high.n_pairs == 6 and math.isclose(high.loss, 1.6)
+    # Rung 1 ranks like rung 3, but rung 3 misleads: neither may stop a trial.
+    assert trust.may_prune([low, high], min_pairs=6) == [False, False]
+    assert trust.may_prune([low, high], min_pairs=7) == [True, True]  # too few pairs to call it misleading
+    assert trust.may_prune([high, low], min_pairs=6) == [False, True]  # a misleading rung above a sound one
+
+
+def test_ask_tell_prunes_with_the_trust_rule():
+    scheduler = Scheduler(SPACE, max_steps=9, min_steps=1, eta=3, min_pairs=3, seed=0)
+    trials = [scheduler.ask() for _ in range(3)]
+    for t in trials:  # the first 3 at rung 1 continue (grace), then everything is reported up to 9
+        for steps in (1, 3, 9):
+            value = float(t.trial_id) if steps < 9 else -float(t.trial_id)
+            scheduler.report(t.trial_id, steps, value)
+    # Rung 3's selection (trial 2) loses the winner at 9 (trial 0), so rungs 3 and 1 stop pruning.
+    np.testing.assert_array_equal(scheduler.prune(), [False, False, True])

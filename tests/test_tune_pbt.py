@@ -94,6 +94,7 @@ def test_interrupted_then_resumed_equals_the_uninterrupted_sweep(full, config_fi
     (dict(explore="pb"), "Did you mean 'pb2'"),
     (dict(ready_steps=40), "scheduler.ready_steps=40 is not below max_steps=40"),
     (dict(min_steps=3), "scheduler.min_steps=3 is an option of asha"),
+    (dict(model="rung"), "scheduler.model='rung' is an option of asha"),
     (dict(n_parallel=1), "at least 2 members"),
     (dict(space={"width": "choice(16, 32)"}), "every name in search.space"),
 ])

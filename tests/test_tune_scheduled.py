@@ -101,6 +101,8 @@ def test_random_refills_and_hyperband_brackets(tmp_path):
     (dict(eta=1), "scheduler.eta"),
     (dict(n_brackets=2), "ASHA has one bracket"),
     (dict(scheduler="asha_"), "Did you mean 'asha'"),
+    (dict(model="bohb"), "scheduler.model='bohb' is not supported"),
+    (dict(optimizer="random", model="rung"), "models one rung with BayesianSearch"),
 ])
 def test_bad_scheduler_options_get_clear_errors(change, match, tmp_path):
     config = scheduled()
@@ -114,6 +116,26 @@ def test_bad_scheduler_options_get_clear_errors(change, match, tmp_path):
     with pytest.raises(ConfigurationError, match=match):
         tune.tune(config, tmp_path, verbose=False)
     assert not os.listdir(tmp_path)  # a bad config leaves the workdir as it was
+
+
+def test_the_gp_refills_take_the_steps_as_an_input_unless_told_to_model_one_rung(tmp_path):
+    from hyperoptax.schedulers import OptimizerRefills, SearcherRefills
+    from hyperoptax.tune.config import successive_halving
+    from hyperoptax.tune.scheduled import _refills
+    from hyperoptax.tune.space_strings import build_space
+
+    config = scheduled()
+    space, rule = build_space(config.search.space), successive_halving(config)
+    refills = _refills(config, space, rule)
+    assert isinstance(refills, SearcherRefills)  # MOBSTER-style: measured level with full fidelity on crossing curves
+    assert refills.searcher.resource_attr == "steps" and refills.searcher._options["max_resource"] == rule.max_steps
+    config.scheduler.model = "rung"
+    assert isinstance(_refills(config, space, rule), OptimizerRefills)  # BOHB-style
+    # BayesianSearch options cannot configure the GPFIFOSearcher that refills by default.
+    config.scheduler.model = "resource"
+    config.search.options = {"n_candidates": 64}
+    with pytest.raises(ConfigurationError, match="are BayesianSearch options"):
+        tune.tune(config, tmp_path, verbose=False)
 
 
 def test_searching_n_steps_under_a_scheduler_is_refused(tmp_path):

@@ -79,18 +79,23 @@ class Scheduler:
         capacity: trials each rung table holds (more are counted, and ranked against the first ``capacity``).
         min_pairs, max_loss: when a rung's metrics mislead (:mod:`hyperoptax.schedulers.trust`): the first
             ``min_pairs`` trials to reach the first rung continue whatever their rank (the rule's ``grace``),
-            and every ``audit``-th trial at any rung (default ``eta**2``), so that some trials are ranked at
+            and every ``audit``-th trial at any rung (default ``eta``), so that some trials are ranked at
             two rungs without a selection in between; once ``min_pairs`` trials have reported at a rung and at
             the next, and the rung's selection of them would have lost the winners at the next rung (a loss
-            above ``max_loss``), the rung stops no trial (checked again at every report). ``min_pairs=0`` is
-            plain ASHA: the rungs always stop, nothing is audited.
+            above ``max_loss``), that rung and every rung below it stop no trial (checked again at every
+            report). ``min_pairs=0`` is plain ASHA: the rungs always stop, nothing is audited.
+
+    The GP refill to use is a ``GPFIFOSearcher(space, metric, mode, resource_attr="steps",
+    max_resource=max_steps)`` (MOBSTER-style, what ``hyperoptax tune`` uses): on curves that cross it stays
+    level with full-fidelity search, where a ``BayesianSearch`` of one rung (``OptimizerRefills``,
+    BOHB-style) is misled (``benchmarks/RESULTS.md``).
     """
 
     def __init__(self, refills, *, max_steps: int, min_steps: int | None = None, eta: int = 3,
                  n_brackets: int = 1, maximize: bool = True, seed: int = 0, capacity: int = 1024,
                  min_pairs: int = trust.MIN_PAIRS, max_loss: float = trust.MAX_LOSS, audit: int | None = None):
         check_positive_int("min_pairs", min_pairs, minimum=0)
-        audit = (eta * eta if min_pairs else 0) if audit is None else audit
+        audit = (eta if min_pairs else 0) if audit is None else audit
         self.rule = SuccessiveHalving(max_steps, min_steps, eta, n_brackets, maximize, grace=min_pairs, audit=audit)
         self.min_pairs, self.max_loss = min_pairs, float(max_loss)
         self.refills = None if refills is None else make_refills(refills, capacity=capacity)
@@ -163,8 +168,7 @@ class Scheduler:
         """Which levels of bracket 0 may stop trials now: all but those whose metrics mislead."""
         if self.min_pairs == 0:
             return np.ones(self.rule.n_rungs, bool)
-        misleading = [trust.misleading(link, self.min_pairs, self.max_loss) for link in self.links()]
-        return np.asarray([not m for m in misleading] + [True])
+        return np.asarray(trust.may_prune(self.links(), self.min_pairs, self.max_loss) + [True])
 
     def stop(self, trial_id) -> None:
         """End a running trial without a decision (e.g. the budget ran out): it is ``stopped``."""

@@ -13,8 +13,11 @@ in units of the spread at ``high`` (best minus median)::
 pairs is reported too, but it is the top end that decides: curves can agree on the bulk and still reverse
 among the best.)
 
-* A rung *stops* trials unless the evidence says it misleads: ``min_pairs`` pairs with the next rung and a
-  loss above ``max_loss`` (then it lets every trial through; it is checked again as pairs accumulate).
+* A rung *stops* trials unless the evidence says it, or a rung above it, misleads: ``min_pairs`` pairs with
+  the next rung and a loss above ``max_loss`` (then it lets every trial through; it is checked again as pairs
+  accumulate). A rung is only as good as the rungs above it: a first rung that ranks like a misleading second
+  rung keeps that rung's winners, not the top's (measured on curves that cross, the first rung's link looks
+  sound exactly because the second rung is fooled the same way).
 * A model may stand on a rung's metrics only with positive evidence: every link from that rung up to the
   top has ``min_pairs`` pairs and a loss of at most ``max_loss``.
 """
@@ -26,7 +29,7 @@ from typing import Iterable, NamedTuple
 
 import numpy as np
 
-__all__ = ["Link", "links", "misleading", "trusted_levels", "MIN_PAIRS", "MAX_LOSS"]
+__all__ = ["Link", "links", "misleading", "may_prune", "trusted_levels", "MIN_PAIRS", "MAX_LOSS"]
 
 MIN_PAIRS = 6
 MAX_LOSS = 0.5
@@ -80,6 +83,12 @@ def links(curves: Iterable[dict], levels, eta: int, maximize: bool = True) -> li
 def misleading(link: Link, min_pairs: int = MIN_PAIRS, max_loss: float = MAX_LOSS) -> bool:
     """Enough pairs, and the rung's selection would have lost the winners."""
     return link.n_pairs >= min_pairs and link.loss > max_loss
+
+
+def may_prune(all_links: list[Link], min_pairs: int = MIN_PAIRS, max_loss: float = MAX_LOSS) -> list[bool]:
+    """For each link's ``low`` level: whether it may stop trials, i.e. neither it nor a link above it misleads."""
+    flags = [misleading(link, min_pairs, max_loss) for link in all_links]
+    return [not any(flags[i:]) for i in range(len(flags))]
 
 
 def trusted_levels(all_links: list[Link], min_pairs: int = MIN_PAIRS, max_loss: float = MAX_LOSS) -> list[int]:

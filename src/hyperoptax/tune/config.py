@@ -27,6 +27,7 @@ __all__ = [
 _FREE_FORM = ("search.space", "search.options")  # groups whose keys the user chooses
 OPTIMIZERS = ("bayesian", "gp_fifo", "random", "grid")
 SCHEDULERS = ("none", "asha", "hyperband", "pbt")
+SCHEDULER_MODELS = ("resource", "rung")  # how a GP refill learns from the rungs (asha / hyperband)
 MODELS = ("mlp", "cnn")
 TRAINING_OPTIMIZERS = ("adamw", "adam", "sgd")
 SCHEDULES = ("cosine", "constant")
@@ -104,6 +105,11 @@ def default_config() -> config_dict.ConfigDict:
     # asha / hyperband: the first min_pairs trials at each rung continue, and a rung whose selection of them would
     # lose the next rung's winners stops pruning (hyperoptax.schedulers.trust); 0 is plain ASHA.
     c.scheduler.min_pairs = 6
+    # asha / hyperband with search.optimizer="bayesian": how the GP that refills slots learns from the rungs.
+    # "resource": one GP over (configuration, steps) that proposes at max_steps (MOBSTER-style, a GPFIFOSearcher
+    # on the same GP core); "rung": a BayesianSearch GP of one rung's metrics (BOHB-style). Measured on curves
+    # that cross (benchmarks/RESULTS.md), "rung" is misled by the early rungs and "resource" is not.
+    c.scheduler.model = "resource"
     c.scheduler.ready_steps = config_dict.placeholder(int)  # pbt: steps between exploits; default max_steps // 10
     c.scheduler.quantile = 0.25  # pbt: the bottom quantile copies the top one
     c.scheduler.explore = "perturb"  # pbt: "perturb" (x0.8 / x1.2), "resample" or "pb2" (GP-UCB)
@@ -172,6 +178,19 @@ def successive_halving(config):
         )
     max_steps = training_steps(config)
     check_positive_int("scheduler.min_pairs", c.min_pairs, minimum=0)
+    check_choice("scheduler.model", c.model, SCHEDULER_MODELS)
+    if c.model == "rung" and s.optimizer != "bayesian":
+        raise ConfigurationError(
+            f"scheduler.model='rung' models one rung with BayesianSearch; search.optimizer={s.optimizer!r} "
+            f"{'always takes the steps as a GP input' if s.optimizer == 'gp_fifo' else 'has no model'}. "
+            f"Use search.optimizer='bayesian', or leave scheduler.model='resource'."
+        )
+    if c.model == "resource" and s.optimizer == "bayesian" and len(s.options):
+        raise ConfigurationError(
+            f"search.options={s.options.to_dict()!r} are BayesianSearch options, but with a scheduler and "
+            f"scheduler.model='resource' the slots are refilled by a GPFIFOSearcher over (configuration, steps). "
+            f"Pass GPFIFOSearcher options with search.optimizer='gp_fifo', or use scheduler.model='rung'."
+        )
     try:
         rule = SuccessiveHalving(max_steps, c.min_steps, c.eta, 1, s.mode == "max")
         if s.scheduler == "hyperband":
@@ -194,8 +213,8 @@ def pbt_rule(config):
         raise ConfigurationError(
             f"search.scheduler='pbt' trains a population; task={config.task!r} does not train. Use search.scheduler='none'."
         )
-    for name in ("min_steps", "n_brackets"):
-        if c[name] is not None:
+    for name in ("min_steps", "n_brackets", "model"):
+        if c[name] is not None and c[name] != default_config().scheduler[name]:
             raise ConfigurationError(
                 f"scheduler.{name}={c[name]!r} is an option of asha / hyperband; search.scheduler='pbt' uses "
                 f"scheduler.ready_steps, quantile, explore and resample_probability. Remove it."

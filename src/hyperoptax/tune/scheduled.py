@@ -25,9 +25,11 @@ __all__ = ["ScheduledSweep"]
 
 
 def _refills(config, space, rule):
+    """The refill source: a GP over (configuration, steps) for ``gp_fifo``, and for ``bayesian`` unless
+    ``scheduler.model="rung"`` (the BOHB-style model of one rung); random draws for ``random``."""
     s = config.search
     options = s.options.to_dict()
-    if s.optimizer == "gp_fifo":
+    if s.optimizer == "gp_fifo" or (s.optimizer == "bayesian" and config.scheduler.model == "resource"):
         from hyperoptax.searchers import GPFIFOSearcher
 
         searcher = GPFIFOSearcher(space, metric=s.metric, mode=s.mode, random_seed=int(config.seed),
