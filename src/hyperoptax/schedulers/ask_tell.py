@@ -87,8 +87,8 @@ class Scheduler:
 
     The GP refill to use is a ``GPFIFOSearcher(space, metric, mode, resource_attr="steps",
     max_resource=max_steps)`` (MOBSTER-style, what ``hyperoptax tune`` uses): on curves that cross it stays
-    level with full-fidelity search, where a ``BayesianSearch`` of one rung (``OptimizerRefills``,
-    BOHB-style) is misled (``benchmarks/RESULTS.md``).
+    close to full-fidelity search, where a ``BayesianSearch`` of one rung (``OptimizerRefills``,
+    BOHB-style) is misled ten times further; where early ranking predicts it does best (``benchmarks/RESULTS.md``).
     """
 
     def __init__(self, refills, *, max_steps: int, min_steps: int | None = None, eta: int = 3,

@@ -107,8 +107,9 @@ def default_config() -> config_dict.ConfigDict:
     c.scheduler.min_pairs = 6
     # asha / hyperband with search.optimizer="bayesian": how the GP that refills slots learns from the rungs.
     # "resource": one GP over (configuration, steps) that proposes at max_steps (MOBSTER-style, a GPFIFOSearcher
-    # on the same GP core); "rung": a BayesianSearch GP of one rung's metrics (BOHB-style). Measured on curves
-    # that cross (benchmarks/RESULTS.md), "rung" is misled by the early rungs and "resource" is not.
+    # on the same GP core); "rung": a BayesianSearch GP of one rung's metrics (BOHB-style). Measured on synthetic
+    # curves (benchmarks/RESULTS.md), "resource" wins where early ranking predicts and is misled far less where
+    # curves cross.
     c.scheduler.model = "resource"
     c.scheduler.ready_steps = config_dict.placeholder(int)  # pbt: steps between exploits; default max_steps // 10
     c.scheduler.quantile = 0.25  # pbt: the bottom quantile copies the top one
