@@ -44,3 +44,21 @@ def test_cnn_gradients_match_the_flax_layers():
     g_ref = nnx.grad(lambda m: jnp.sum(reference(m, x) ** 2))(model)
     for a, b in zip(jax.tree.leaves(g_fast), jax.tree.leaves(g_ref)):
         np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-5 * (1 + float(jnp.abs(b).max())))
+
+
+def test_models_of_one_shape_share_one_compiled_step():
+    """Every cnn(...) / mlp(...) of the same shape is the same type, so a user's nnx.jit step compiles once."""
+    traces = []
+
+    @nnx.jit
+    def forward(model, x):
+        traces.append(1)  # runs only while tracing
+        return model(x)
+
+    x = jnp.ones((2, 8, 8, 1))
+    for seed in range(3):
+        forward(cnn((8, 8, 1), 4, 3, 1, 16, 10, nnx.Rngs(seed)), x)
+    assert len(traces) == 1
+    from hyperoptax.tune.models import mlp
+
+    assert type(mlp(64, 8, 1, 10, nnx.Rngs(0))) is type(mlp(64, 8, 2, 10, nnx.Rngs(1)))

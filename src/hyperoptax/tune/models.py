@@ -6,7 +6,7 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
-__all__ = ["mlp", "cnn"]
+__all__ = ["mlp", "cnn", "MLP", "CNN", "conv_as_matmul", "halve"]
 
 
 def conv_as_matmul(conv: nnx.Conv, x):
@@ -35,44 +35,51 @@ def halve(x):
     return x.reshape(*lead, h // 2, 2, w // 2, 2, c).mean(axis=(-4, -2))
 
 
-def mlp(in_features, width, depth, n_classes, rngs):
-    class MLP(nnx.Module):
-        def __init__(self):
-            sizes = [in_features] + [width] * depth
-            self.hidden = nnx.List([nnx.Linear(a, b, rngs=rngs) for a, b in zip(sizes[:-1], sizes[1:])])
-            self.out = nnx.Linear(sizes[-1], n_classes, rngs=rngs)
-
-        def __call__(self, x):
-            x = x.reshape(x.shape[0], -1)
-            for layer in self.hidden:
-                x = nnx.relu(layer(x))
-            return self.out(x)
-
-    return MLP()
+# The classes live at module level, not inside the factories: a class made anew per call gives every model a
+# new type, so ``nnx.jit`` (keyed on the graph definition, the type included) compiled a user's training step
+# again for every model built.
 
 
-def cnn(image_shape, features, kernel_size, depth, width, n_classes, rngs):
-    class CNN(nnx.Module):
-        def __init__(self):
-            h, w, channels = image_shape
-            convs, pools = [], []
-            for block in range(depth):
-                out = features * 2**block
-                convs.append(nnx.Conv(channels, out, (kernel_size, kernel_size), rngs=rngs))
-                pools.append(h >= 4 and w >= 4)  # halve the image while it is big enough
-                if pools[-1]:
-                    h, w = h // 2, w // 2
-                channels = out
-            self.convs, self.pools = nnx.List(convs), tuple(pools)
-            self.dense = nnx.Linear(h * w * channels, width, rngs=rngs)
-            self.out = nnx.Linear(width, n_classes, rngs=rngs)
+class MLP(nnx.Module):
+    def __init__(self, in_features, width, depth, n_classes, rngs):
+        sizes = [in_features] + [width] * depth
+        self.hidden = nnx.List([nnx.Linear(a, b, rngs=rngs) for a, b in zip(sizes[:-1], sizes[1:])])
+        self.out = nnx.Linear(sizes[-1], n_classes, rngs=rngs)
 
-        def __call__(self, x):
-            for conv, pool in zip(self.convs, self.pools):
-                x = nnx.relu(conv_as_matmul(conv, x))
-                if pool:
-                    x = halve(x)
-            x = nnx.relu(self.dense(x.reshape(x.shape[0], -1)))
-            return self.out(x)
+    def __call__(self, x):
+        x = x.reshape(x.shape[0], -1)
+        for layer in self.hidden:
+            x = nnx.relu(layer(x))
+        return self.out(x)
 
-    return CNN()
+
+class CNN(nnx.Module):
+    def __init__(self, image_shape, features, kernel_size, depth, width, n_classes, rngs):
+        h, w, channels = image_shape
+        convs, pools = [], []
+        for block in range(depth):
+            out = features * 2**block
+            convs.append(nnx.Conv(channels, out, (kernel_size, kernel_size), rngs=rngs))
+            pools.append(h >= 4 and w >= 4)  # halve the image while it is big enough
+            if pools[-1]:
+                h, w = h // 2, w // 2
+            channels = out
+        self.convs, self.pools = nnx.List(convs), tuple(pools)
+        self.dense = nnx.Linear(h * w * channels, width, rngs=rngs)
+        self.out = nnx.Linear(width, n_classes, rngs=rngs)
+
+    def __call__(self, x):
+        for conv, pool in zip(self.convs, self.pools):
+            x = nnx.relu(conv_as_matmul(conv, x))
+            if pool:
+                x = halve(x)
+        x = nnx.relu(self.dense(x.reshape(x.shape[0], -1)))
+        return self.out(x)
+
+
+def mlp(in_features, width, depth, n_classes, rngs) -> MLP:
+    return MLP(in_features, width, depth, n_classes, rngs)
+
+
+def cnn(image_shape, features, kernel_size, depth, width, n_classes, rngs) -> CNN:
+    return CNN(image_shape, features, kernel_size, depth, width, n_classes, rngs)
