@@ -113,6 +113,11 @@ class BatchProblem:
         i = self.n_pending + j
         return points.at[i].set(u), valid.at[i].set(True)
 
+    def believe_at_mean(self, posterior, j, u):
+        """``posterior`` with the batch's ``j``-th point ``u`` appended at its posterior mean."""
+        mean, _ = gp.predict(self.kernel, posterior, u[None])
+        return gp.append(self.kernel, posterior, u, mean[0], self.slot(j), self.jitter)
+
     def spaced(self, values, V, avoid):
         """``values`` of points ``V (k, D)``, ``-inf`` within :data:`MIN_SPACING` of a point to avoid."""
         points, valid = avoid
@@ -296,8 +301,7 @@ class UCBPE(BatchStrategy):
                 return problem.spaced(jnp.where(j == 0, exploit(V), explore(V)), V, avoid)
 
             u = problem.find(score, k_find, posterior)
-            mean, _ = gp.predict(problem.kernel, posterior, u[None])
-            posterior = gp.append(problem.kernel, posterior, u, mean[0], problem.slot(j), problem.jitter)
+            posterior = problem.believe_at_mean(posterior, j, u)
             return (posterior, problem.keep(avoid, j, u), key), u
 
         _, batch = jax.lax.scan(fill_slot, (posterior, problem.avoid(), k_slots), jnp.arange(problem.n_parallel))
@@ -366,8 +370,7 @@ class Thompson(BatchStrategy):
         if self.exploit:
             # The draws see the searched slots as they see pending points: believed at their mean.
             for i, u in enumerate(searched):
-                mean, _ = gp.predict(problem.kernel, posterior, u[None])
-                posterior = gp.append(problem.kernel, posterior, u, mean[0], problem.slot(i), problem.jitter)
+                posterior = problem.believe_at_mean(posterior, i, u)
         draws = _joint_draws(problem, posterior, C, k_draw)
 
         def fill_slot(avoid, j):

@@ -214,8 +214,9 @@ def pbt_rule(config):
         raise ConfigurationError(
             f"search.scheduler='pbt' trains a population; task={config.task!r} does not train. Use search.scheduler='none'."
         )
+    defaults = default_config().scheduler
     for name in ("min_steps", "n_brackets", "model"):
-        if c[name] is not None and c[name] != default_config().scheduler[name]:
+        if c[name] != defaults[name]:
             raise ConfigurationError(
                 f"scheduler.{name}={c[name]!r} is an option of asha / hyperband; search.scheduler='pbt' uses "
                 f"scheduler.ready_steps, quantile, explore and resample_probability. Remove it."
