@@ -70,7 +70,8 @@ STRATEGIES = {
     "ucbpe": lambda: hyperoptax.UCBPE(),
     "thompson": lambda: hyperoptax.Thompson(),
     "thompson-greedy": lambda: hyperoptax.Thompson(greedy_first=True),
-    "thompson-exploit": lambda: hyperoptax.Thompson(greedy_first=True, exploit=True),
+    "thompson-exploit": lambda: hyperoptax.Thompson(greedy_first=True, exploit=True),  # slot 2 after 10 obs/dim
+    "thompson-exploit-always": lambda: hyperoptax.Thompson(greedy_first=True, exploit=True, exploit_after=0),
     "penalize": lambda: hyperoptax.LocalPenalization(),
 }
 PROBE_OBSERVATIONS = 100

@@ -18,6 +18,7 @@ import hyperoptax as hx
 from hyperoptax import acqopt, base, gp
 from hyperoptax import batch as bt
 from hyperoptax import spaces as sp
+from hyperoptax.errors import ConfigurationError
 
 KERNEL = hx.Matern(nu=2.5)
 PARAMS = gp.GPParams(jnp.log(jnp.array([0.3, 0.3])), jnp.array(0.0), jnp.array(-10.0), jnp.array(0.0))
@@ -51,7 +52,8 @@ def _problem(key, pending=None, acquisition=hx.LogEI(), n_parallel=P, params=PAR
 
 
 STRATEGIES = [hx.KrigingBeliever(), hx.Fantasies(n_samples=8), hx.UCBPE(), hx.Thompson(), hx.Thompson(greedy_first=True),
-              hx.Thompson(greedy_first=True, exploit=True), hx.Thompson(exploit=True), hx.LocalPenalization()]
+              hx.Thompson(greedy_first=True, exploit=True, exploit_after=0), hx.Thompson(exploit=True, exploit_after=0),
+              hx.LocalPenalization()]
 
 
 @pytest.mark.parametrize("strategy", STRATEGIES, ids=lambda s: type(s).__name__)
@@ -130,7 +132,7 @@ def test_thompson_exploit_slot_is_the_posterior_mean_maximizer(key):
         problem = dataclasses.replace(
             _problem(jax.random.key(3), n_parallel=n_parallel), candidates=lambda k, post: grid,
             find=lambda score, k, post: acqopt.maximize(score, grid, 0, 0, lambda V: V))
-        strategy = hx.Thompson(greedy_first=True, exploit=True)
+        strategy = hx.Thompson(greedy_first=True, exploit=True, exploit_after=0)
         batch = jax.jit(lambda k: strategy.propose(problem, k))(key)
         assert batch.shape == (n_parallel, 2)
         mean, std = gp.predict(KERNEL, problem.posterior, grid)
@@ -143,15 +145,33 @@ def test_thompson_exploit_slot_is_the_posterior_mean_maximizer(key):
     problem = dataclasses.replace(
         _problem(jax.random.key(3), n_parallel=3), candidates=lambda k, post: grid,
         find=lambda score, k, post: acqopt.maximize(score, grid, 0, 0, lambda V: V))
-    batch = jax.jit(lambda k: hx.Thompson(exploit=True).propose(problem, k))(key)
+    batch = jax.jit(lambda k: hx.Thompson(exploit=True, exploit_after=0).propose(problem, k))(key)
     mean, _ = gp.predict(KERNEL, problem.posterior, grid)
     np.testing.assert_array_equal(batch[0], grid[jnp.argmax(mean)])
+
+
+def test_thompson_exploit_slot_waits_for_ten_observations_per_dimension(key):
+    # 12 observations in 2-D: below exploit_after * 2 the batch is exactly the one without the exploit slot,
+    # from that many on exactly the one that always has it -- one compiled program deciding on the count.
+    problem = _problem(jax.random.key(5), pending=jnp.array([[0.3, 0.6]]))
+
+    def batch(strategy, n_obs):
+        return np.asarray(jax.jit(lambda k: strategy.propose(dataclasses.replace(problem, first_free=n_obs), k))(key))
+
+    without = batch(hx.Thompson(greedy_first=True), N_OBS)
+    always = batch(hx.Thompson(greedy_first=True, exploit=True, exploit_after=0), N_OBS)
+    assert not np.array_equal(without, always)
+    np.testing.assert_array_equal(batch(hx.Thompson(greedy_first=True, exploit=True), N_OBS), without)  # 12 < 20
+    np.testing.assert_array_equal(batch(hx.Thompson(greedy_first=True, exploit=True, exploit_after=6), N_OBS), always)
+    np.testing.assert_array_equal(batch(hx.Thompson(greedy_first=True, exploit=True, exploit_after=6.5), N_OBS), without)
+    with pytest.raises(ConfigurationError, match="exploit_after"):
+        hx.Thompson(exploit=True, exploit_after=-1)
 
 
 def test_thompson_exploit_fills_a_batch_of_64_from_one_candidate_set(key):
     # 62 draws share one factor of the 64 candidates' covariance: every slot is a distinct candidate.
     problem = _problem(jax.random.key(4), n_parallel=64)
-    batch = jax.jit(lambda k: hx.Thompson(greedy_first=True, exploit=True).propose(problem, k))(key)
+    batch = jax.jit(lambda k: hx.Thompson(greedy_first=True, exploit=True, exploit_after=0).propose(problem, k))(key)
     assert batch.shape == (64, 2) and bool(jnp.all(jnp.isfinite(batch)))
     d = np.linalg.norm(np.asarray(batch)[:, None] - np.asarray(batch)[None], axis=-1) + np.eye(64)
     assert d.min() >= bt.MIN_SPACING * 0.999

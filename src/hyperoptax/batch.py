@@ -32,6 +32,7 @@ fantasized or explored around, depending on the strategy.
 from __future__ import annotations
 
 import dataclasses
+import math
 from typing import Callable
 
 import jax
@@ -330,56 +331,89 @@ class Thompson(BatchStrategy):
     elsewhere late in a search: without this slot no point of the batch refines
     the incumbent (measured in ``benchmarks/RESULTS.md``). With ``exploit`` the
     draws also see the searched slots as they see pending points, believed at
-    their mean, so they look away from them. The preset uses both:
-    ``Thompson(greedy_first=True, exploit=True)``; with one slot it is the
-    sequential step alone, with two the acquisition's and the mean's maximizers.
-    Either searched slot costs one acquisition search; the draws cost one
-    Cholesky factor of the candidate set, whatever the batch size.
+    their mean, so they look away from them.
+
+    ``exploit_after``: observations per unit-cube dimension the model needs
+    before the exploit slot is used (0: always); until then that slot is one
+    more draw, exactly as without ``exploit``. The posterior mean is a
+    trustworthy guess of the optimum's place only once a GP has about ten
+    points per dimension (the ``n = 10 d`` rule of Loeppky et al. 2009); before
+    that its maximizer is the best observation's neighbourhood, and a slot spent
+    there early costs the exploration a short or noisy search cannot spare
+    (measured in ``benchmarks/RESULTS.md``: the slot's gains on the test
+    functions all come after ``10 d`` observations, its losses on a noisy
+    24-evaluation problem before).
+
+    The preset uses ``Thompson(greedy_first=True, exploit=True)``; with one slot
+    it is the sequential step alone, with two the acquisition's and (late) the
+    mean's maximizers. Either searched slot costs one acquisition search; the
+    draws cost one Cholesky factor of the candidate set, whatever the batch size.
     """
 
     greedy_first: bool = False
     exploit: bool = False
+    exploit_after: float = 10.0
+
+    def __post_init__(self):
+        if not self.exploit_after >= 0:
+            raise ConfigurationError(
+                f"Thompson: exploit_after must be >= 0 (observations per dimension), got {self.exploit_after!r}."
+            )
 
     def propose(self, problem, key):
         k_pending, k_cand, k_draw, k_first, k_acq = jax.random.split(key, 5)
         k_mean = jax.random.fold_in(key, 1)  # beside the others: the slots without it keep their keys
         posterior, y_best = problem.believe_pending(problem.posterior, problem.y_best, k_pending, _mean_hallucination)
-        avoid, searched = problem.avoid(), []
 
-        def search(value, key):
-            """The slot after ``searched`` maximizing ``value(mean, std)``, kept apart from the others."""
-            nonlocal avoid
-            current = avoid
+        def search(value, key, avoid):
+            """The point maximizing ``value(mean, std)``, kept apart from ``avoid``."""
 
             def score(V):
                 mean, std = gp.predict(problem.kernel, posterior, V)
-                return problem.spaced(value(mean, std), V, current)
+                return problem.spaced(value(mean, std), V, avoid)
 
-            u = problem.find(score, key, posterior)
-            avoid = problem.keep(avoid, len(searched), u)
-            searched.append(u)
+            return problem.find(score, key, posterior)
 
+        avoid, searched = problem.avoid(), []
         if self.greedy_first:
-            search(lambda mean, std: problem.acquisition(mean, std, y_best, key=k_acq), k_first)
-        if self.exploit and len(searched) < problem.n_parallel:
-            search(lambda mean, std: mean, k_mean)
-        first = len(searched)
-        if first == problem.n_parallel:
+            u = search(lambda mean, std: problem.acquisition(mean, std, y_best, key=k_acq), k_first, avoid)
+            avoid, searched = problem.keep(avoid, 0, u), [u]
+        if len(searched) == problem.n_parallel:
             return jnp.stack(searched)  # with one slot, the sequential step: no draws to pay for
+
         C = problem.candidates(k_cand, posterior)
-        if self.exploit:
-            # The draws see the searched slots as they see pending points: believed at their mean.
-            for i, u in enumerate(searched):
-                posterior = problem.believe_at_mean(posterior, i, u)
-        draws = _joint_draws(problem, posterior, C, k_draw)
 
-        def fill_slot(avoid, j):
-            value = problem.spaced(draws[j], C, avoid)
-            u = C[jnp.argmax(value)]
-            return problem.keep(avoid, j, u), u
+        def draws_from(first, posterior, avoid):
+            """Slots ``first..n_parallel-1``: each the best candidate of its own joint draw."""
+            draws = _joint_draws(problem, posterior, C, k_draw)
 
-        _, batch = jax.lax.scan(fill_slot, avoid, jnp.arange(first, problem.n_parallel))
-        return batch if first == 0 else jnp.concatenate([jnp.stack(searched), batch])
+            def fill_slot(avoid, j):
+                u = C[jnp.argmax(problem.spaced(draws[j], C, avoid))]
+                return problem.keep(avoid, j, u), u
+
+            return jax.lax.scan(fill_slot, avoid, jnp.arange(first, problem.n_parallel))[1]
+
+        def without_mean():
+            return draws_from(len(searched), posterior, avoid)
+
+        def with_mean():
+            u = search(lambda mean, std: mean, k_mean, avoid)
+            slots = searched + [u]
+            if len(slots) == problem.n_parallel:
+                return u[None]
+            believed = posterior
+            for i, v in enumerate(slots):  # the draws see the searched slots as pending points: at their mean
+                believed = problem.believe_at_mean(believed, i, v)
+            return jnp.concatenate([u[None], draws_from(len(slots), believed, problem.keep(avoid, len(searched), u))])
+
+        if not self.exploit:
+            rest = without_mean()
+        elif self.exploit_after == 0:
+            rest = with_mean()
+        else:
+            enough = problem.first_free >= math.ceil(self.exploit_after * problem.pending.shape[1])
+            rest = jax.lax.cond(enough, with_mean, without_mean)
+        return rest if not searched else jnp.concatenate([jnp.stack(searched), rest])
 
 
 def _joint_draws(problem, posterior, C, key):

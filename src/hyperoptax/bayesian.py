@@ -394,8 +394,8 @@ RECOMMENDED = dict(
     output_warping=True,
     n_initial_points=8,
     # Measured best at batches of 4 and 8 (benchmarks/RESULTS.md): the acquisition's maximizer, the
-    # posterior mean's, then parallel Thompson draws. With one point per batch it is the sequential
-    # acquisition search.
+    # posterior mean's (once the model has 10 observations per dimension), then parallel Thompson draws.
+    # With one point per batch it is the sequential acquisition search.
     batch=bt.Thompson(greedy_first=True, exploit=True),
 )
 """Fields of :meth:`BayesianSearch.recommended`: ``BayesianSearch.init(space, n_max, **RECOMMENDED)``."""
