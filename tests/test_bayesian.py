@@ -12,6 +12,8 @@ marked ``slow``; they still run by default.
 
 from __future__ import annotations
 
+import functools
+
 import math
 
 import jax
@@ -428,6 +430,24 @@ def test_log_space_length_scale_is_fitted(key):
 # --------------------------------------------------------------------------
 
 
+LBFGS_OPT = hx.BayesianSearch(**{**OPT, "hparam_optimizer": "lbfgs", "n_hparam_steps": 30, "n_parallel": 1})
+
+
+@functools.cache
+def _learn_lbfgs():
+    # One program for every case below: the cases differ in data (the masks), not in shapes.
+    return jax.jit(LBFGS_OPT._learn)
+
+
+@functools.cache
+def _reference_fit(steps, center_start):
+    from hyperoptax import gp
+
+    model = gp.GPModel(LBFGS_OPT.kernel, LBFGS_OPT.prior, LBFGS_OPT.jitter, output_warping=LBFGS_OPT.output_warping)
+    return jax.jit(lambda U, y, valid, init: gp.fit_hyperparameters(model, U, y, valid, init, steps, method="lbfgs",
+                                                                    center_start=center_start).gp)
+
+
 @pytest.mark.parametrize("n_before, n_after, fresh", [(12, 15, False), (15, 16, True), (14, 18, True), (16, 17, False)])
 def test_lbfgs_schedule_refines_or_refits_from_the_center(key, n_before, n_after, fresh):
     # A fit from the prior's center too when the successful count reaches a power of
@@ -435,23 +455,20 @@ def test_lbfgs_schedule_refines_or_refits_from_the_center(key, n_before, n_after
     from hyperoptax import gp
     from hyperoptax import spaces as sp
 
-    opt = hx.BayesianSearch(**{**OPT, "hparam_optimizer": "lbfgs", "n_hparam_steps": 30, "n_parallel": 1})
+    opt = LBFGS_OPT
     state, _ = hx.BayesianSearch.init(SPACE, n_max=24, **{**OPT, "n_parallel": 1})
     X = jax.random.uniform(key, (24, 2), minval=-2.0, maxval=2.0)
     y = jax.vmap(lambda x: quadratic(None, {"x": x[0], "y": x[1]}))(X)
     state = state.replace(X=X, y=y, mask=jnp.arange(24) < n_after, log_length_scale=jnp.full(2, 2.0))
     previous = state.replace(mask=jnp.arange(24) < n_before)  # the state before the batch was recorded
-    learned = jax.jit(opt._learn)(state, key, previous)
+    learned = _learn_lbfgs()(state, key, previous)
     valid = state.succeeded
     U = sp.encode_rows(SPACE, state.X, valid)
     model = gp.GPModel(opt.kernel, opt.prior, opt.jitter, output_warping=opt.output_warping)
     y = jnp.where(valid, state.y, 0.0)
 
     def reference(steps, center_start):
-        return jax.jit(
-            lambda U, y, valid, init: gp.fit_hyperparameters(model, U, y, valid, init, steps, method="lbfgs",
-                                                             center_start=center_start).gp
-        )(U, y, valid, gp.ModelParams(state.gp_params))
+        return _reference_fit(steps, center_start)(U, y, valid, gp.ModelParams(state.gp_params))
 
     def objective(p):
         p = gp.ModelParams(p)
