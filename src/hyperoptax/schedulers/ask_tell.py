@@ -98,7 +98,8 @@ class Scheduler:
         audit = (eta if min_pairs else 0) if audit is None else audit
         self.rule = SuccessiveHalving(max_steps, min_steps, eta, n_brackets, maximize, grace=min_pairs, audit=audit)
         self.min_pairs, self.max_loss = min_pairs, float(max_loss)
-        self.refills = None if refills is None else make_refills(refills, capacity=capacity)
+        self.refills = None if refills is None else make_refills(refills, capacity=capacity, eta=eta,
+                                                                 min_pairs=min_pairs, max_loss=max_loss)
         self.key = jax.random.key(seed)
         self.rungs: RungState = self.rule.init(capacity)
         self.trials: dict[int, dict] = {}  # trial id -> {trial, config, bracket, curve, status, steps}

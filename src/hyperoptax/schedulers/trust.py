@@ -32,7 +32,7 @@ import numpy as np
 __all__ = ["Link", "links", "misleading", "may_prune", "trusted_levels", "MIN_PAIRS", "MAX_LOSS"]
 
 MIN_PAIRS = 6
-MAX_LOSS = 0.5
+MAX_LOSS = 0.1
 
 
 class Link(NamedTuple):
