@@ -167,8 +167,11 @@ class SearcherRefills:
     cross), it fits each trial's latest report only (:meth:`GPFIFOSearcher.set_model_data`): a stationary
     kernel over (configuration, steps) cannot follow a slow starter overtaking a fast one, and the early
     reports of the trials that went on pull its prediction at ``max_steps`` toward the fast starters. A
-    stopped trial still counts, by its last rung. Measured on the synthetic crossing curves
-    (``benchmarks/RESULTS.md``).
+    stopped trial still counts, by its last rung. Measured (``benchmarks/schedulers.py``, synthetic curves,
+    4 slots, 30 seeds, median regret): crossing curves 0.0032 against 0.0040 fitting every report (both with
+    ``max_loss=0.1``); with every trial trained to the end, so that only the data differ, 0.0024 fitting the
+    full steps only against 0.0042 fitting every report. Not from the start: on predictive curves with noise
+    sd 0.02, fitting the latest report always gave 0.0135 against 0.0071.
     """
 
     def __init__(self, searcher, eta: int = 3, min_pairs: int = trust.MIN_PAIRS, max_loss: float = trust.MAX_LOSS):
