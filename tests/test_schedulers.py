@@ -252,6 +252,53 @@ def test_multi_fidelity_searcher_learns_from_low_resources():
     assert min(abs(math.log10(lr) + 2.0) for lr in proposals) < 0.3, proposals
 
 
+def _told(searcher, reports):
+    """Tell ``searcher`` the reports ``{trial: [(steps, metric), ...]}`` of trials it proposed; all left training."""
+    for t, curve in reports.items():
+        config = searcher.get_config(trial_id=t)
+        for steps, metric in curve:
+            searcher.on_trial_result(t, config, {"acc": metric, "steps": steps})
+        searcher.on_trial_complete(t)
+
+
+def test_latest_model_data_fits_what_only_the_latest_reports_would():
+    import json
+
+    # Two searchers with one seed: one is told every report and fits the latest only, the other is told the
+    # latest ones alone. They propose the same configurations throughout.
+    curves = {t: [(1, 0.1 * t), (3, 0.5 - 0.1 * t), (9, 0.2 + 0.05 * t)][: 1 + t % 3] for t in range(8)}
+    every = hx.GPFIFOSearcher(SPACE, "acc", "max", resource_attr="steps", max_resource=9, random_seed=0)
+    latest = hx.GPFIFOSearcher(SPACE, "acc", "max", resource_attr="steps", max_resource=9, random_seed=0)
+    every.set_model_data("latest")
+    _told(every, curves)
+    _told(latest, {t: c[-1:] for t, c in curves.items()})
+    assert [t["config"] for t in every.get_state()["trials"]] == [t["config"] for t in latest.get_state()["trials"]]
+    assert every.get_config(trial_id=8) == latest.get_config(trial_id=8)
+    # The reports stay recorded, and the choice survives a checkpoint.
+    state = json.loads(json.dumps(every.get_state()))
+    assert state["model_data"] == "latest" and len(state["trials"][2]["observations"]) == 3
+    assert every.clone_from_state(state).get_state()["model_data"] == "latest"
+    with pytest.raises(ConfigurationError, match="set_model_data='last' is not supported"):
+        every.set_model_data("last")
+    with pytest.raises(ConfigurationError, match="needs a multi-fidelity searcher"):
+        hx.GPFIFOSearcher(SPACE, "acc", "max").set_model_data("latest")
+
+
+@pytest.mark.parametrize("cross", [False, True])
+def test_searcher_refills_fit_the_latest_reports_once_a_rung_misleads(cross):
+    from hyperoptax.schedulers import SearcherRefills
+
+    searcher = hx.GPFIFOSearcher(SPACE, "acc", "max", resource_attr="steps", max_resource=9, random_seed=0)
+    refills = SearcherRefills(searcher, eta=3, min_pairs=6)
+    # 6 trials ranked alike at 1 and 3 steps; at 9 alike too, or reversed (rung 3 then loses the winner).
+    _told(searcher, {t: [(1, 0.1 * t), (3, 0.2 * t), (9, (-1.0 if cross else 1.0) * t)] for t in range(6)})
+    assert refills.rungs_mislead() == cross
+    refills.propose(jax.random.key(0), [6])
+    assert searcher.get_state()["model_data"] == ("latest" if cross else "all")
+    # min_pairs=0 (plain ASHA) fits every report whatever the curves.
+    assert not SearcherRefills(searcher, eta=3, min_pairs=0).rungs_mislead()
+
+
 def test_searcher_refills_drive_the_scheduler():
     searcher = hx.GPFIFOSearcher(SPACE, "acc", "max", resource_attr="steps", max_resource=27, random_seed=0)
     scheduler = _run(Scheduler(searcher, max_steps=27, min_steps=1, eta=3, seed=0), 10)
@@ -304,3 +351,15 @@ def test_ask_tell_prunes_with_the_trust_rule():
             scheduler.report(t.trial_id, steps, value)
     # Rung 3's selection (trial 2) loses the winner at 9 (trial 0), so rungs 3 and 1 stop pruning.
     np.testing.assert_array_equal(scheduler.prune(), [False, False, True])
+
+
+def test_a_selection_that_loses_a_tenth_of_the_spread_misleads_by_default():
+    from hyperoptax.schedulers import trust
+
+    # 6 pairs ranked 0..5 at the low rung; at the high one the top 2 there (t = 5, 4) reach 0.7 and 0.9, the
+    # best is 1.0 (t = 0) and the median (0.7 + 0.8) / 2: loss (1.0 - 0.9) / (1.0 - 0.75) = 0.4.
+    high = [1.0, 0.8, 0.6, 0.6, 0.9, 0.7]
+    (link,) = trust.links([{1: float(t), 3: h} for t, h in enumerate(high)], (1, 3), eta=3)
+    assert link.n_pairs == 6 and math.isclose(link.loss, 0.4)
+    assert trust.MAX_LOSS == 0.1 and trust.may_prune([link]) == [False]  # the default calls it misleading
+    assert trust.may_prune([link], max_loss=0.5) == [True]  # a coarser tolerance would not

@@ -188,6 +188,7 @@ class GPFIFOSearcher:
         self._trials: dict[Any, dict] = {}
         self._params = None
         self._n_obs_at_fit = -1
+        self._model_data_kind = "all"  # see set_model_data
         self._points = self._initial_points(points_to_evaluate)
         restrict = opts["restrict_configurations"]
         self._restrict = None if restrict is None else self._restrict_entries(restrict)
@@ -459,6 +460,30 @@ class GPFIFOSearcher:
 
     # --- suggestions --------------------------------------------------------
 
+    def set_model_data(self, which: str) -> None:
+        """Which observations of a multi-fidelity trial the GP fits: ``"all"`` (every resource it reported at,
+        the default) or ``"latest"`` (its report at the highest resource only; the others stay recorded).
+
+        A scheduler whose low rungs rank trials unlike the full resource (curves that cross) fits the latest
+        only: a stationary kernel over (configuration, resource) cannot follow one configuration's curve
+        falling behind another's, and the earlier reports of the trials that went on pull its prediction at
+        the full resource toward the fast starters (:class:`hyperoptax.schedulers.SearcherRefills`).
+        """
+        check_choice("set_model_data", which, ("all", "latest"))
+        if which != "all" and self._resource is None:
+            raise ConfigurationError("set_model_data('latest') needs a multi-fidelity searcher (resource_attr and "
+                                     "max_resource set): without a resource each trial has one observation.")
+        if which != self._model_data_kind:
+            self._n_obs_at_fit = -1  # other rows, possibly as many: fit again
+        self._model_data_kind = which
+
+    def _modelled(self, trial) -> list:
+        """The observations of ``trial`` the GP fits (see :meth:`set_model_data`)."""
+        observations = trial["observations"]
+        if self._model_data_kind == "all" or len(observations) < 2:
+            return observations
+        return [max(reversed(observations), key=lambda o: o["resource"])]  # the highest resource, the newest of ties
+
     def _suggest(self, key):
         taken = self._taken()
         allowed = None if self._restrict is None else {e["key"] for e in self._restrict}
@@ -499,7 +524,7 @@ class GPFIFOSearcher:
 
     def _model_data(self, key, observed):
         """Inputs and criterion of the observations the GP sees (subsampled beyond ``max_size_data_for_model``)."""
-        rows = [(t, o) for t in observed for o in t["observations"]]
+        rows = [(t, o) for t in observed for o in self._modelled(t)]
         c = np.asarray([o["criterion"] for _, o in rows])
         for t, o in rows:
             if o["x"] is None:
@@ -600,6 +625,7 @@ class GPFIFOSearcher:
             "counter": self._counter,
             "theta": None if self._params is None else fm.params_to_json(self._params),
             "n_obs_at_fit": self._n_obs_at_fit,
+            "model_data": self._model_data_kind,
         }
 
     @_float64
@@ -628,6 +654,7 @@ class GPFIFOSearcher:
         clone._counter = int(state["counter"])
         clone._params = None if state["theta"] is None else fm.params_from_json(clone._cfg, state["theta"])
         clone._n_obs_at_fit = int(state["n_obs_at_fit"])
+        clone._model_data_kind = state.get("model_data", "all")  # states saved before it existed fit every one
         return clone
 
     @property

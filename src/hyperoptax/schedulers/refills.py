@@ -21,7 +21,9 @@ How each learns from the rungs:
   batch's own believer keeps one refill batch diverse.
 * :class:`SearcherRefills` wraps a :class:`~hyperoptax.GPFIFOSearcher` with ``resource_attr`` set,
   MOBSTER-style (Klein et al. 2020): every rung's metric is an observation at ``(config, steps)``, the GP
-  takes the resource as an input, proposes at ``max_steps``, and fantasizes the running trials there.
+  takes the resource as an input, proposes at ``max_steps``, and fantasizes the running trials there. Once
+  the trust check finds a rung that misleads (:func:`hyperoptax.schedulers.trust.may_prune`), the GP fits
+  each trial's latest report only (the others stay recorded; all of them again if the evidence clears).
 """
 
 from __future__ import annotations
@@ -153,17 +155,45 @@ class OptimizerRefills:
 
 
 class SearcherRefills:
-    """MOBSTER-style refills from a :class:`~hyperoptax.GPFIFOSearcher` whose ``resource_attr`` is set."""
+    """MOBSTER-style refills from a :class:`~hyperoptax.GPFIFOSearcher` whose ``resource_attr`` is set.
 
-    def __init__(self, searcher):
+    Args:
+        searcher: the GPFIFOSearcher.
+        eta, min_pairs, max_loss: the scheduler's trust check (:mod:`hyperoptax.schedulers.trust`), which
+            also decides what the GP fits; ``min_pairs=0`` fits every report.
+
+    While no rung is shown to mislead, the GP fits every report: where rungs rank alike, a trial's reports
+    at several rungs average its noise and teach the GP how the rungs relate. Once one misleads (curves
+    cross), it fits each trial's latest report only (:meth:`GPFIFOSearcher.set_model_data`): a stationary
+    kernel over (configuration, steps) cannot follow a slow starter overtaking a fast one, and the early
+    reports of the trials that went on pull its prediction at ``max_steps`` toward the fast starters. A
+    stopped trial still counts, by its last rung. Measured (``benchmarks/schedulers.py``, synthetic curves,
+    4 slots, 30 seeds, median regret): crossing curves 0.0032 against 0.0040 fitting every report (both with
+    ``max_loss=0.1``); with every trial trained to the end, so that only the data differ, 0.0024 fitting the
+    full steps only against 0.0042 fitting every report. Not from the start: on predictive curves with noise
+    sd 0.02, fitting the latest report always gave 0.0135 against 0.0071.
+    """
+
+    def __init__(self, searcher, eta: int = 3, min_pairs: int = trust.MIN_PAIRS, max_loss: float = trust.MAX_LOSS):
         if searcher.resource_attr is None:
             raise ConfigurationError(
                 "A GPFIFOSearcher that refills a scheduler must read the resource of each result: create it with "
                 "resource_attr='steps' (any name) so that every rung's metric is an observation at that resource."
             )
         self.searcher = searcher
+        self.eta, self.min_pairs, self.max_loss = eta, min_pairs, max_loss
+
+    def rungs_mislead(self) -> bool:
+        """Whether the trust check finds a rung that misleads, on the reports the searcher holds."""
+        if self.min_pairs == 0:
+            return False
+        curves = [{r: m for r, m, *_ in t.get("observations", ())} for t in self.searcher.get_state()["trials"]]
+        levels = sorted({r for c in curves for r in c})
+        links = trust.links(curves, levels, self.eta, self.searcher.mode == "max")
+        return not all(trust.may_prune(links, self.min_pairs, self.max_loss))
 
     def propose(self, key, trial_ids, fixed=None) -> list[dict]:
+        self.searcher.set_model_data("latest" if self.rungs_mislead() else "all")
         configs = [self.searcher.get_config(trial_id=t) for t in trial_ids]
         if any(c is None for c in configs):
             raise ConfigurationError("The search space is exhausted: every configuration has been proposed.")
@@ -186,12 +216,14 @@ class SearcherRefills:
         self.searcher = self.searcher.clone_from_state(state["searcher"])
 
 
-def make_refills(source, *, capacity: int = 256):
-    """A refill source from a dict of Spaces (random), a ``GPFIFOSearcher``, or an existing source."""
+def make_refills(source, *, capacity: int = 256, eta: int = 3, min_pairs: int = trust.MIN_PAIRS,
+                 max_loss: float = trust.MAX_LOSS):
+    """A refill source from a dict of Spaces (random), a ``GPFIFOSearcher``, or an existing source; ``eta``,
+    ``min_pairs`` and ``max_loss`` are the scheduler's trust check, which a GPFIFOSearcher's refills follow."""
     from hyperoptax.searchers import GPFIFOSearcher
 
     if isinstance(source, GPFIFOSearcher):
-        return SearcherRefills(source)
+        return SearcherRefills(source, eta, min_pairs, max_loss)
     if isinstance(source, dict):
         return RandomRefills(source)
     if all(hasattr(source, m) for m in ("propose", "observe", "finish")):

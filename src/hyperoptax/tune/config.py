@@ -102,8 +102,9 @@ def default_config() -> config_dict.ConfigDict:
     c.scheduler.min_steps = config_dict.placeholder(int)  # first rung; default max_steps // eta**2
     c.scheduler.max_steps = config_dict.placeholder(int)  # full training; default training.n_steps
     c.scheduler.n_brackets = config_dict.placeholder(int)  # hyperband: default every bracket; asha: 1
-    # asha / hyperband: the first min_pairs trials at each rung continue, and a rung whose selection of them would
-    # lose the next rung's winners stops pruning (hyperoptax.schedulers.trust); 0 is plain ASHA.
+    # asha / hyperband: the first min_pairs trials at the first rung continue (and every eta-th at any rung), and a
+    # rung whose selection of them would lose the next rung's winners stops pruning, the GP refills then fitting
+    # each trial's latest metric only (hyperoptax.schedulers.trust); 0 is plain ASHA.
     c.scheduler.min_pairs = 6
     # asha / hyperband with search.optimizer="bayesian": how the GP that refills slots learns from the rungs.
     # "resource": one GP over (configuration, steps) that proposes at max_steps (MOBSTER-style, a GPFIFOSearcher

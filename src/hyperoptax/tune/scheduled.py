@@ -34,7 +34,7 @@ def _refills(config, space, rule):
 
         searcher = GPFIFOSearcher(space, metric=s.metric, mode=s.mode, random_seed=int(config.seed),
                                   resource_attr="steps", max_resource=rule.max_steps, **options)
-        return SearcherRefills(searcher)
+        return SearcherRefills(searcher, eta=rule.eta, min_pairs=config.scheduler.min_pairs)
     if s.optimizer == "random":
         return RandomRefills(space)
     preset = RECOMMENDED if s.preset == "recommended" else {}
