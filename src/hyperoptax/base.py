@@ -111,8 +111,7 @@ class Optimizer:
         ``params`` and ``results`` (the previous batch) are accepted for API
         compatibility; the state already holds everything observed.
         """
-        X = _jitted_next(self, state, key)
-        return sp.unflatten_params(state.space, X)
+        return _jitted_next(self, state, key)
 
     def update_state(self, state, key, results, params=None):
         """Record results.
@@ -152,7 +151,8 @@ class Optimizer:
 
     def _check_results(self, results):
         """``results`` as an ``(m,)`` array of the state's float dtype (``m >= 1``)."""
-        results = jnp.asarray(results)
+        # Concrete results are checked in NumPy: JAX would dispatch each of these small steps.
+        results = (jnp if isinstance(results, jax.core.Tracer) else np).asarray(results)
         if results.ndim == 2 and results.shape[1] == 1:
             results = results[:, 0]
         if results.ndim > 1 or results.size == 0:
@@ -162,7 +162,7 @@ class Optimizer:
             )
         if not (jnp.issubdtype(results.dtype, jnp.floating) or jnp.issubdtype(results.dtype, jnp.integer)):
             raise ObjectiveError(f"Results must be real numbers, got dtype {results.dtype}.")
-        return results.reshape(-1).astype(jnp.zeros(()).dtype)
+        return results.reshape(-1).astype(jax.dtypes.canonicalize_dtype(float))
 
     def _update(self, state, key, results, X):
         return self._learn(record(state, results, X), key, state)
@@ -276,7 +276,8 @@ class Optimizer:
 
 @functools.partial(jax.jit, static_argnums=0)
 def _jitted_next(optimizer, state, key):
-    return optimizer._next(state, key)
+    # Unflattened inside the program: leaf by leaf outside it cost two dispatches per parameter.
+    return sp.unflatten_params(state.space, optimizer._next(state, key))
 
 
 @functools.partial(jax.jit, static_argnums=0)

@@ -296,8 +296,7 @@ class BayesianSearch(Optimizer):
         # Padded to a power of two: a handful of compilations serve any number pending.
         size = 1 << (m - 1).bit_length()
         U = sp.encode(state.space, jnp.concatenate([X, jnp.broadcast_to(X[:1], (size - m, X.shape[1]))]))
-        X_next = _jitted_next_pending(self, state, key, U.astype(state.y.dtype), jnp.arange(size) < m)
-        return sp.unflatten_params(state.space, X_next)
+        return _jitted_next_pending(self, state, key, U.astype(state.y.dtype), jnp.arange(size) < m)
 
     def refit(self, state, key):
         """The GP hyperparameters fitted afresh (from the prior's center too) to the data in ``state``."""
@@ -374,7 +373,7 @@ class BayesianSearch(Optimizer):
 
 @functools.partial(jax.jit, static_argnums=0)
 def _jitted_next_pending(optimizer, state, key, pending, pending_valid):
-    return optimizer._next(state, key, pending, pending_valid)
+    return sp.unflatten_params(state.space, optimizer._next(state, key, pending, pending_valid))
 
 
 @functools.partial(jax.jit, static_argnums=0)

@@ -717,7 +717,12 @@ def flatten_params(space, params) -> jax.Array:
         if isinstance(leaf, DiscreteSpace) and leaf.is_categorical and not isinstance(p, jax.Array) else p
         for i, (leaf, p) in enumerate(zip(leaves, param_leaves))
     ]
-    return jnp.stack([jnp.atleast_1d(jnp.asarray(p, float)) for p in param_leaves], axis=-1)
+    if any(isinstance(p, jax.core.Tracer) for p in param_leaves):
+        return jnp.stack([jnp.atleast_1d(jnp.asarray(p, float)) for p in param_leaves], axis=-1)
+    # Concrete values are stacked by NumPy and cross to JAX once: one dispatch instead of two per leaf,
+    # which was a tenth of a sequential suggestion's cost.
+    dtype = jax.dtypes.canonicalize_dtype(float)
+    return jnp.asarray(np.stack([np.atleast_1d(np.asarray(p, dtype)) for p in param_leaves], axis=-1))
 
 
 def unflatten_params(space, X: jax.Array):
