@@ -15,6 +15,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
+import hyperoptax as hx
 from hyperoptax import RBF, Matern
 from hyperoptax import gp as _gp
 
@@ -493,3 +494,23 @@ def test_sqrt_d_prior_has_its_mode_at_the_cube_diagonal(d):
     grad = jax.grad(lambda p: prior.log_prob(p))(at(math.sqrt(d)))
     np.testing.assert_allclose(grad.log_length_scale, 0.0, atol=1e-6)
     assert float(prior.log_prob(at(math.sqrt(d)))) > float(prior.log_prob(at(2 * math.sqrt(d))))
+
+
+@pytest.mark.parametrize("seed", [0, 1])
+def test_short_prior_keeps_weak_inputs_in_the_model(seed):
+    # 6-d data whose last two inputs matter a little (a ripple of 0.05 beside a bowl of ~0.3):
+    # the default prior's fit explains them away with length scales of ~10 (the search then
+    # ignores those inputs); the preset's prior keeps every length scale within the cube's scale.
+    rng = np.random.default_rng(seed)
+    X = rng.uniform(size=(24, 6))
+    y = -(np.sum((X[:, :4] - 0.5) ** 2, 1) + 0.05 * np.sin(6 * X[:, 4]) + 0.05 * np.cos(6 * X[:, 5]))
+    X, y, valid = jnp.asarray(X, jnp.float32), jnp.asarray(y, jnp.float32), jnp.ones(24, bool)
+
+    def fitted_length_scales(prior):
+        model = _gp.GPModel(Matern(nu=2.5), prior, 1e-6)
+        fit = _gp.fit_hyperparameters(model, X, y, valid, model.init_params(6, dtype=jnp.float32), 50, method="lbfgs")
+        return np.exp(np.asarray(fit.gp.log_length_scale))
+
+    assert fitted_length_scales(_gp.GPPrior()).max() > 6.0
+    assert fitted_length_scales(_gp.SHORT_PRIOR).max() < 3.5
+    assert hx.RECOMMENDED["prior"] == _gp.SHORT_PRIOR

@@ -391,6 +391,8 @@ RECOMMENDED = dict(
     n_hparam_steps=50,
     hparam_optimizer="lbfgs",
     output_warping=True,
+    # Length scales around half the unit cube's diagonal: see gp.SHORT_PRIOR (measured there).
+    prior=gp.SHORT_PRIOR,
     n_initial_points=8,
     # Measured best at batches of 4 and 8 (benchmarks/RESULTS.md): the acquisition's maximizer, the
     # posterior mean's (once the model has 10 observations per dimension), then parallel Thompson draws.
