@@ -20,6 +20,8 @@ time (programs compiled before timing; the same warm-up for every method).
 
     python benchmarks/schedulers.py                       # both parts, writes the schedulers section of RESULTS.md
     python benchmarks/schedulers.py --part synthetic --seeds 3 --no-write     # smoke run
+    python benchmarks/schedulers.py --part synthetic --seeds 100 --methods full-gp asha-gp   # rerun some rows,
+                                                       # keeping the others from results/schedulers_synthetic.json
 """
 
 from __future__ import annotations
@@ -97,6 +99,22 @@ def synthetic(seeds, methods):
                   f"IQR [{np.quantile(regret, .25):.4f}, {np.quantile(regret, .75):.4f}]  trials {rows[regime, method]['trials']:.0f}"
                   f"  ({time.perf_counter() - t0:.0f}s)", flush=True)
     return rows
+
+
+def _with_earlier_rows(rows, seeds):
+    """``rows`` and, for the methods not rerun, the rows of the run saved in SYNTHETIC_RUNS (same seeds only).
+
+    Rerunning some methods (``--methods``) after a change that touches only them keeps the table whole.
+    Returns the rows and the methods to show, in SYNTHETIC_METHODS order.
+    """
+    earlier = json.loads(SYNTHETIC_RUNS.read_text()) if SYNTHETIC_RUNS.exists() else {}
+    merged = dict(rows)
+    for name, row in earlier.items():
+        regime, method = name.split("/")
+        if (regime, method) not in merged and len(row["regret"]) == seeds:
+            merged[regime, method] = dict(regret=np.array(row["regret"]), trials=row["trials"])
+    shown = [m for m in SYNTHETIC_METHODS if all((r, m) in merged for r in curves.REGIMES)]
+    return merged, shown
 
 
 def synthetic_table(rows, seeds, methods) -> str:
@@ -410,6 +428,8 @@ def main(argv=None):
         shown = (command.format("synthetic") + (f" --seeds {seeds}" if args.seeds else "")
                  + (" --methods " + " ".join(methods) if args.methods else ""))
         rows = synthetic(seeds, methods)
+        if args.methods:
+            rows, methods = _with_earlier_rows(rows, seeds)
         if not args.no_write:
             SYNTHETIC_RUNS.write_text(json.dumps(
                 {f"{regime}/{m}": dict(regret=r["regret"].tolist(), trials=float(r["trials"]))

@@ -378,7 +378,8 @@ def parse_args(argv=None):
     p.add_argument("--title", default="Search: sample efficiency, batches, mixed spaces and seconds per suggestion",
                    help="the section's heading")
     p.add_argument("--render", metavar="JSON", default=None,
-                   help="only rebuild the report (stdout and RESULTS.md) from an earlier run's raw JSON")
+                   help="only rebuild the report (stdout and RESULTS.md) from an earlier run's raw JSON; several "
+                        "comma-separated runs (made side by side on other problems) are combined into --json")
     p.add_argument("--merge", metavar="JSON", default=None,
                    help="report this run together with an earlier run's raw JSON: this run's rows replace the "
                         "earlier ones of the same problem and method, the others are kept and marked as earlier")
@@ -457,13 +458,46 @@ def merge(earlier: dict, raw: dict, earlier_preset_name: str | None = None) -> d
     return merged
 
 
+def combine(raws: list[dict], json_path: str) -> dict:
+    """One report of runs made side by side (say, one process per core, each on other problems).
+
+    Each problem's rows come from the run that measured it (a later run's rows replace an earlier one's);
+    the probe from the last run that has one; the notes say how each run was made.
+    """
+    out = {**raws[0], "runs": {}, "extended": {}, "budgets": {}, "kinds": {}, "optima": {},
+           "command": " ; ".join(r["command"] for r in raws), "json": json_path}
+    out["notes"] = []
+    for r in raws:
+        for key in ("runs", "extended", "budgets", "kinds", "optima"):
+            for name, value in r.get(key, {}).items():
+                out[key][name] = {**out[key].get(name, {}), **value} if key == "runs" else value
+        for key in ("batch_sizes", "strategies"):
+            out[key] = list(dict.fromkeys(out.get(key, []) + r.get(key, [])))
+        if "probe" in r:
+            out["probe"] = r["probe"]
+        load = r.get("load_average")
+        if load:
+            out["notes"].append(
+                f"`{r['command']}`: {', '.join(r['runs']) or 'the cost probe'}; load average {load['start'][0]:.1f} / "
+                f"{load['end'][0]:.1f} at start / end, {r['wall_seconds'] / 60:.0f} min.")
+        out["notes"] += r.get("notes", [])
+    out["batch_sizes"] = sorted(out["batch_sizes"])
+    out["seeds"] = max(r["seeds"] for r in raws)
+    for key in ("wall_seconds", "load_average", "summary"):
+        out.pop(key, None)
+    return out
+
+
 def main(argv=None) -> dict:
     args = parse_args(argv)
     if args.render:
-        raw = json.loads(Path(args.render).read_text())
+        paths = args.render.split(",")
+        raws = [json.loads(Path(p).read_text()) for p in paths]
+        raw = raws[0] if len(raws) == 1 else combine(raws, os.path.relpath(args.json, HERE.parent))
         if args.note:
             raw["notes"] = raw.get("notes", []) + args.note
-            Path(args.render).write_text(json.dumps(raw, indent=1, default=float))
+        if args.note or len(raws) > 1:
+            Path(args.json if len(raws) > 1 else paths[0]).write_text(json.dumps(raw, indent=1, default=float))
         raw["summary"] = search_report.summarize(raw)
         text = search_report.render(raw, raw["summary"])
         print(text)

@@ -21,14 +21,14 @@ import pytest
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 N_ITERATIONS, N_PARALLEL = 6, 2
 ARGS = ["tune", "--config", "configs/synthetic.py", f"--config.search.n_iterations={N_ITERATIONS}",
-        f"--config.search.n_parallel={N_PARALLEL}"]
+        f"--config.search.n_parallel={N_PARALLEL}", "--config.output.plots=False"]  # plots: not what is tested
 # Each evaluation sleeps, so the run lasts long enough to be killed where the test wants.
 SLOW_CLI = textwrap.dedent("""
     import sys, time
     from hyperoptax.tune import tasks as tune_tasks
     evaluate = tune_tasks.SyntheticTask.__call__
     def slow(self, key, params):
-        time.sleep(0.4)
+        time.sleep(0.25)
         return evaluate(self, key, params)
     tune_tasks.SyntheticTask.__call__ = slow
     from hyperoptax.cli import main

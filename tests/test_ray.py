@@ -35,7 +35,7 @@ def test_tune_experiment_with_two_concurrent_trials(local_cluster, tmp_path):
         objective,
         param_space={"x": tune.uniform(-5.0, 10.0), "lr": tune.loguniform(1e-4, 1e-1), "layers": tune.randint(1, 4)},
         tune_config=tune.TuneConfig(search_alg=search, metric="loss", mode="min", num_samples=12,
-                                    max_concurrent_trials=2),
+                                    max_concurrent_trials=2, reuse_actors=True),
         run_config=tune.RunConfig(storage_path=str(tmp_path), verbose=0),
     )
     results = tuner.fit()
