@@ -118,8 +118,9 @@ SQRT_D_PRIOR = GPPrior(length_scale_loc=0.0, length_scale_scale=1.0)
 # regret, preset -> this prior: Hartmann-6 in batches of 8 0.119 -> 0.0063,
 # of 4 0.0015 -> 1.3e-4; Levy-4 sequential 0.063 -> 0.0032, in batches of 4
 # 0.66 -> 0.11, of 8 0.79 -> 0.31; Branin and Hartmann-3 level (within 1.3x
-# either way). Medians 0.29 sqrt(D) and sqrt(D) were worse (the second much
-# worse), and so was scale sqrt(3) at the same median (benchmarks/RESULTS.md).
+# either way). Medians 0.29, 0.37, 0.61 sqrt(D) and sqrt(D) were worse (the
+# last much worse), and so was scale sqrt(3) at median 0.29 sqrt(D)
+# (benchmarks/RESULTS.md).
 SHORT_PRIOR = GPPrior(length_scale_loc=-0.75, length_scale_scale=1.0)
 
 

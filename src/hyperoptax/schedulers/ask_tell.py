@@ -89,9 +89,8 @@ class Scheduler:
     The GP refill to use is a ``GPFIFOSearcher(space, metric, mode, resource_attr="steps",
     max_resource=max_steps)`` (MOBSTER-style, what ``hyperoptax tune`` uses): on curves that cross it is level
     with full-fidelity search with the same GP (median regret 0.0038 against 0.0031, mean 0.0049 against
-    0.0074, 100 seeds), where a
-    ``BayesianSearch`` of one rung (``OptimizerRefills``, BOHB-style) is misled ten times further; where early
-    ranking predicts it does best (``benchmarks/RESULTS.md``).
+    0.0074, 100 seeds), where a ``BayesianSearch`` of one rung (``OptimizerRefills``, BOHB-style) is misled
+    three times further; where early ranking predicts it does best (``benchmarks/RESULTS.md``).
     """
 
     def __init__(self, refills, *, max_steps: int, min_steps: int | None = None, eta: int = 3,
