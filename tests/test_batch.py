@@ -236,6 +236,22 @@ def test_acquisition_search_reaches_categories_and_integers_no_candidate_has():
     np.testing.assert_allclose(sp.decode(MIXED, best[None])[0], target[0], rtol=1e-3)
 
 
+@pytest.mark.parametrize("n_edges", [6, 12])
+def test_discrete_moves_continue_until_no_restart_improves(n_edges):
+    # Each move can fix one category: from a start that matches none, the search needs one round per
+    # category, and stops after _MAX_DISCRETE_SWEEPS rounds however many remain.
+    space = {f"e{i}": hx.DiscreteSpace(["zero", "skip", "linear", "relu", "tanh"]) for i in range(n_edges)}
+    target = jnp.asarray([[1 + i % 4 for i in range(n_edges)]], jnp.float32)  # never the start's 0
+    u_target = sp.encode(space, target)[0]
+    score = lambda V: V @ u_target  # the number of categories that match
+    start = sp.encode(space, jnp.zeros((1, n_edges), jnp.float32))
+    best = acqopt.maximize(score, start, 1, 0, lambda V: sp.snap(space, V),
+                           free=jnp.asarray(~sp.categorical_dims(space)),
+                           neighbors=lambda u: sp.discrete_neighbors(space, u))
+    assert float(score(start)[0]) == 0.0
+    assert float(score(best[None])[0]) == min(n_edges, acqopt._MAX_DISCRETE_SWEEPS)
+
+
 def test_l_bfgs_leaves_the_coordinates_that_are_not_free():
     score = lambda V: -jnp.sum((V - 0.7) ** 2, axis=-1)
     start = jnp.array([[0.1, 0.2, 0.3]])

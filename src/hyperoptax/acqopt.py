@@ -16,8 +16,11 @@ import jax.numpy as jnp
 from hyperoptax import lbfgs
 
 # Rounds of discrete moves after the continuous refinement: each moves every
-# restart to its best neighbour (another category, an integer up or down).
-_DISCRETE_SWEEPS = 2
+# restart to its best neighbour (another category, an integer up or down), until
+# no restart improves (as Optuna's GPSampler searches) or this many rounds. Two
+# rounds stopped short on six 5-way categories (benchmarks/hpo.py's nas: median
+# regret 0.0065 with two, 0.0045 with six, never worse on a seed).
+_MAX_DISCRETE_SWEEPS = 10
 
 
 def _finite(values):
@@ -69,12 +72,18 @@ def maximize(
         refined = snap(jax.lax.map(refine, starts))
         refined_values = _finite(score(refined))
     if neighbors is not None:
-        for _ in range(_DISCRETE_SWEEPS):
+        def sweep(carry):
+            refined, refined_values, _, i = carry
             moves = jax.vmap(neighbors)(refined)  # (k, n_moves, D)
             move_values = _finite(score(moves.reshape(-1, moves.shape[-1]))).reshape(moves.shape[:2])
             best = jnp.argmax(move_values, axis=1)
             better = move_values[jnp.arange(k), best] > refined_values
             refined = jnp.where(better[:, None], moves[jnp.arange(k), best], refined)
             refined_values = jnp.where(better, move_values[jnp.arange(k), best], refined_values)
+            return refined, refined_values, jnp.any(better), i + 1
+
+        moving = lambda carry: carry[2] & (carry[3] < _MAX_DISCRETE_SWEEPS)
+        refined, refined_values, _, _ = jax.lax.while_loop(
+            moving, sweep, (refined, refined_values, jnp.asarray(True), jnp.asarray(0)))
     points = jnp.concatenate([starts, refined])
     return points[jnp.argmax(jnp.concatenate([top_values, refined_values]))]
