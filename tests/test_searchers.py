@@ -327,7 +327,10 @@ def test_options_become_core_acquisitions_and_kernels():
     lcb = GPFIFOSearcher(SPACE, "l", acq_function="lcb", acq_function_kwargs={"kappa": 2.5})
     assert lcb._cfg.acquisition == hx.UCB(kappa=2.5)
     model = GPFIFOSearcher(SPACE, "l")._cfg.model
-    assert model.kernel == hx.Matern(nu=2.5) and model.prior == gp.SQRT_D_PRIOR
+    assert model.kernel == hx.Matern(nu=2.5) and model.prior == gp.SHORT_PRIOR
+    # Over (configuration, resource) the longer sqrt(D) prior (measured in gp.py).
+    mobster = GPFIFOSearcher(SPACE, "l", resource_attr="steps", max_resource=9)._cfg.model
+    assert mobster.prior == gp.SQRT_D_PRIOR
     assert GPFIFOSearcher(SPACE, "l", gp_base_kernel="matern52-noard")._cfg.model.kernel == kernels.Subset(
         hx.Matern(nu=2.5), (0, 1), tied=True
     )
