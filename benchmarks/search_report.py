@@ -279,8 +279,13 @@ def _targets_text(raw, summary) -> list[str]:
         return "**met**" if b else "**not met**"
 
     def detail(key, a, b, scale=1.0):
-        return ", ".join(f"{p}: {fmt(probs[p][a]['regret'][0])} vs {fmt(scale * probs[p][b]['regret'][0])}"
-                         for p in t.get(key, {}))
+        # How many of a's seeds are below the bar: where it is near half, the verdict is a coin flip.
+        def one(p):
+            bar = scale * probs[p][b]["regret"][0]
+            below = sum(r < bar for r in probs[p][a]["regrets"])
+            return f"{p}: {fmt(probs[p][a]['regret'][0])} vs {fmt(bar)}, below on {below}/{len(probs[p][a]['regrets'])}"
+
+        return "; ".join(one(p) for p in t.get(key, {}))
 
     lines = ["### Targets", ""]
     checks = [
