@@ -135,9 +135,9 @@ def targets(raw: dict, summary: dict) -> dict:
     t["defaults_beat_random"] = per_function(
         lambda r: _median(r, "hx-default") < _median(r, "random") if "hx-default" in r and "random" in r else None)
     t["x4_within_3x"] = per_function(
-        lambda r: _median(r, "hx-preset-x4") <= 3 * _median(r, "hx-preset") if "hx-preset-x4" in r else None)
+        lambda r: _median(r, "hx-preset-x4") <= 3 * _median(r, "hx-preset") if "hx-preset-x4" in r and "hx-preset" in r else None)
     t["x8_within_10x"] = per_function(
-        lambda r: _median(r, "hx-preset-x8") <= 10 * _median(r, "hx-preset") if "hx-preset-x8" in r else None)
+        lambda r: _median(r, "hx-preset-x8") <= 10 * _median(r, "hx-preset") if "hx-preset-x8" in r and "hx-preset" in r else None)
     for peer in ("optuna-gp-x8", "optuna-tpe-x8"):
         t[f"x8_ahead_of_{peer}"] = per_function(
             lambda r, peer=peer: _median(r, "hx-preset-x8") < _median(r, peer) if peer in r and "hx-preset-x8" in r
