@@ -120,7 +120,8 @@ def _with_earlier_rows(raw, functions, seeds, budget, workers):
     the rows and the methods to show, in METHODS order.
     """
     saved = HERE / "results" / "async.json"
-    earlier = json.loads(saved.read_text()) if saved.exists() and (budget, workers) == (DEFAULT_BUDGET, DEFAULT_WORKERS) else {}
+    same_setup = (budget, workers) == (DEFAULT_BUDGET, DEFAULT_WORKERS)
+    earlier = json.loads(saved.read_text()) if saved.exists() and same_setup else {}
     merged = dict(raw)
     for name, runs in earlier.items():
         fname, m = name.split("/")

@@ -135,9 +135,11 @@ def targets(raw: dict, summary: dict) -> dict:
     t["defaults_beat_random"] = per_function(
         lambda r: _median(r, "hx-default") < _median(r, "random") if "hx-default" in r and "random" in r else None)
     t["x4_within_3x"] = per_function(
-        lambda r: _median(r, "hx-preset-x4") <= 3 * _median(r, "hx-preset") if "hx-preset-x4" in r and "hx-preset" in r else None)
+        lambda r: _median(r, "hx-preset-x4") <= 3 * _median(r, "hx-preset")
+        if "hx-preset-x4" in r and "hx-preset" in r else None)
     t["x8_within_10x"] = per_function(
-        lambda r: _median(r, "hx-preset-x8") <= 10 * _median(r, "hx-preset") if "hx-preset-x8" in r and "hx-preset" in r else None)
+        lambda r: _median(r, "hx-preset-x8") <= 10 * _median(r, "hx-preset")
+        if "hx-preset-x8" in r and "hx-preset" in r else None)
     for peer in ("optuna-gp-x8", "optuna-tpe-x8"):
         t[f"x8_ahead_of_{peer}"] = per_function(
             lambda r, peer=peer: _median(r, "hx-preset-x8") < _median(r, peer) if peer in r and "hx-preset-x8" in r
@@ -279,7 +281,7 @@ def _targets_text(raw, summary) -> list[str]:
         return "**met**" if b else "**not met**"
 
     def detail(key, a, b, scale=1.0):
-        # How many of a's seeds are below the bar: where it is near half, the verdict is a coin flip.
+        # How many of a's seeds are below the bar: near half, the verdict needs more seeds.
         def one(p):
             bar = scale * probs[p][b]["regret"][0]
             below = sum(r < bar for r in probs[p][a]["regrets"])
