@@ -115,10 +115,10 @@ SQRT_D_PRIOR = GPPrior(length_scale_loc=0.0, length_scale_scale=1.0)
 
 # Length scales log-normal with median 0.47 sqrt(D) and scale 1: the preset's
 # (BayesianSearch.recommended()), and GPFIFOSearcher's without a resource.
-# Under the default prior a fit can explain a
-# 6-d function with two length scales of 3-13 (it then ignores those two
-# inputs, and no batch ever samples the basin that needs them: Hartmann-6 in
-# batches of 8 ended in its local optimum on most seeds); a shorter, tighter
+# Under the default prior a fit can explain a 6-d function with two length
+# scales of 3-13 (it then ignores those two inputs, and no batch ever samples
+# the basin that needs them: Hartmann-6 in batches of 8 ended in its local
+# optimum on most seeds); a shorter, tighter
 # prior keeps every input in the model. benchmarks/search.py, 30 seeds, median
 # regret, preset -> this prior: Hartmann-6 in batches of 8 0.119 -> 0.0063,
 # of 4 0.0015 -> 1.3e-4; Levy-4 sequential 0.063 -> 0.0032, in batches of 4
