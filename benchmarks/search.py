@@ -427,7 +427,8 @@ def merge(earlier: dict, raw: dict, earlier_preset_name: str | None = None) -> d
               "kinds": {**earlier["kinds"], **raw["kinds"]}, "optima": {**earlier["optima"], **raw["optima"]},
               "batch_sizes": sorted(set(earlier.get("batch_sizes", [])) | set(raw["batch_sizes"])),
               "strategies": list(dict.fromkeys(earlier.get("strategies", []) + raw["strategies"])),
-              "seeds": max(earlier["seeds"], raw["seeds"]), "gp_seeds": raw.get("gp_seeds") or earlier.get("gp_seeds")}
+              "seeds": max(earlier["seeds"], raw["seeds"]), "gp_seeds": raw.get("gp_seeds") or earlier.get("gp_seeds"),
+              "extended": {**earlier.get("extended", {}), **raw.get("extended", {})}}
     kept = []
     for pname in dict.fromkeys(list(earlier["runs"]) + list(raw["runs"])):
         rows = {}
@@ -450,7 +451,7 @@ def merge(earlier: dict, raw: dict, earlier_preset_name: str | None = None) -> d
         f"{raw['load_average']['start'][0]:.1f} / {raw['load_average']['end'][0]:.1f} at start / end, "
         f"{raw['wall_seconds'] / 60:.0f} min): " + "; ".join(f"{p}: {', '.join(r)}" for p, r in raw["runs"].items()) +
         ". Every other row is an earlier figure, not rerun: " + ", ".join(kept) + "." + renamed +
-        " The earlier runs' commits and load are in the notes below (optuna 5.0.0 then).",
+        " The earlier runs' commits and load are in the notes below.",
     ] + [f"Earlier runs: {n}" for n in earlier.get("notes", [])]
     merged["json"] = raw["json"]
     merged.pop("wall_seconds", None)

@@ -318,4 +318,4 @@ def _targets_text(raw, summary) -> list[str]:
         lines.append(f"- A suggestion costs at most a tenth of Optuna GPSampler's at {raw['probe']['observations']} "
                      f"observations: {yes(r['hx-preset'] <= 0.1)} (ratio {r['hx-preset']:.3f} for the preset, "
                      f"{r['hx-default']:.3f} for the defaults).")
-    return lines + [""]
+    return lines + [""] if len(lines) > 2 else []  # a run without the targets' rows has no Targets heading
