@@ -53,7 +53,7 @@ def _problem(key, pending=None, acquisition=hx.LogEI(), n_parallel=P, params=PAR
 
 STRATEGIES = [hx.KrigingBeliever(), hx.Fantasies(n_samples=8), hx.UCBPE(), hx.Thompson(), hx.Thompson(greedy_first=True),
               hx.Thompson(greedy_first=True, exploit=True, exploit_after=0), hx.Thompson(exploit=True, exploit_after=0),
-              hx.LocalPenalization()]
+              hx.LocalPenalization(), hx.BySize(threshold=P)]
 
 
 @pytest.mark.parametrize("strategy", STRATEGIES, ids=lambda s: type(s).__name__)
@@ -65,6 +65,18 @@ def test_every_strategy_proposes_distinct_points_away_from_the_pending_ones(stra
     points = np.concatenate([np.asarray(pending), np.asarray(batch)])
     d = np.linalg.norm(points[:, None] - points[None], axis=-1) + np.eye(len(points))
     assert d.min() >= bt.MIN_SPACING * 0.999, d
+
+
+@pytest.mark.parametrize("n_parallel", [2, 3, 5])
+def test_by_size_hands_the_batch_to_the_strategy_for_its_size(n_parallel, key):
+    small, large = hx.Thompson(greedy_first=True), hx.Fantasies(n_samples=8)
+    chosen, other = (small, large) if n_parallel < 3 else (large, small)
+    run = lambda s: np.asarray(jax.jit(lambda k: s.propose(_problem(jax.random.key(0), n_parallel=n_parallel), k))(key))
+    batch = run(hx.BySize(small, large, threshold=3))
+    np.testing.assert_array_equal(batch, run(chosen))
+    assert not np.array_equal(batch, run(other))
+    with pytest.raises(ConfigurationError, match="threshold"):
+        hx.BySize(threshold=0)
 
 
 def test_fantasy_means_are_the_posterior_conditioned_on_each_fantasy(key):
@@ -278,12 +290,12 @@ def test_tied_fit_shares_a_category_length_scale_and_counts_it_once(key):
 
 @pytest.mark.slow
 def test_preset_fills_batches_of_64_and_compiles_once(key):
-    # The preset's strategy end to end at a population's size: distinct points in the space, every step
-    # compiled once (the first batch is random, the next two come from the GP).
+    # The preset's strategy end to end at a population's size (Fantasies from 16 points): distinct points
+    # in the space, every step compiled once (the first batch is random, the next two come from the GP).
     space = {"x": hx.LinearSpace(-2.0, 2.0), "y": hx.LinearSpace(-2.0, 2.0)}
     small = dict(n_candidates=96, n_restarts=1, n_lbfgs_steps=3, n_hparam_steps=5)
     state, opt = hx.BayesianSearch.init(space, n_max=192, **{**hx.RECOMMENDED, **small}, n_parallel=64)
-    assert opt.batch == hx.Thompson(greedy_first=True, exploit=True)
+    assert opt.batch == hx.BySize(hx.Thompson(greedy_first=True, exploit=True), hx.Fantasies(), threshold=16)
     loss = lambda k, p: (p["x"] - 0.5) ** 2 + (p["y"] + 0.3) ** 2
     state, _ = opt.optimize(state, key, loss, n_iterations=2)
     before = base.compile_count()

@@ -17,7 +17,7 @@ from hyperoptax.acquisition import (
     UCBHallucination,
 )
 from hyperoptax.base import Optimizer, OptimizerState
-from hyperoptax.batch import UCBPE, BatchStrategy, Fantasies, KrigingBeliever, LocalPenalization, Thompson
+from hyperoptax.batch import UCBPE, BatchStrategy, BySize, Fantasies, KrigingBeliever, LocalPenalization, Thompson
 from hyperoptax.bayesian import RECOMMENDED, BayesianSearch, BayesianSearchState
 from hyperoptax.grid import GridSearch, GridSearchState
 from hyperoptax.kernels import RBF, BaseKernel, Matern
@@ -46,7 +46,7 @@ __all__ = [
     "BaseKernel", "Matern", "RBF",
     "BaseAcquisition", "PI", "EI", "LogEI", "LogPI", "UCB", "ThompsonSampling",
     "BaseHallucination", "MeanHallucination", "SampleHallucination", "UCBHallucination", "ConstantHallucination",
-    "BatchStrategy", "KrigingBeliever", "Fantasies", "UCBPE", "Thompson", "LocalPenalization",
+    "BatchStrategy", "KrigingBeliever", "Fantasies", "UCBPE", "Thompson", "LocalPenalization", "BySize",
     "GPFIFOSearcher",
     "errors",
 ]
