@@ -486,8 +486,8 @@ class BySize(BatchStrategy):
     (``benchmarks/RESULTS.md``, 30 seeds): at 4 and 8 the Thompson batch was
     ahead of Fantasies on Branin and Hartmann-3 (and Hartmann-6 at 8), behind on
     Levy-4; at 16 Fantasies was level or ahead on all four (Levy-4 0.73 against
-    1.41). With four batches of 64 (6 seeds) Fantasies was 40x ahead on
-    Hartmann-6 and ahead on Levy-4, behind on Branin: a few rounds of many
+    1.41). With four batches of 64 Fantasies was 40x ahead on Hartmann-6 (20
+    seeds), level on Levy-4 and Hartmann-3, behind on Branin: a few rounds of many
     points need every slot placed where the batch as a whole improves most,
     which draws over one candidate set do not do.
     """

@@ -397,7 +397,8 @@ RECOMMENDED = dict(
     # Below 16 points, measured best at batches of 4 and 8 (benchmarks/RESULTS.md): the acquisition's
     # maximizer, the posterior mean's (once the model has 10 observations per dimension), then parallel
     # Thompson draws; with one point per batch it is the sequential acquisition search. From 16 points
-    # (populations), greedy q-LogEI over fantasies: measured ahead at 16 and 64 (see batch.BySize).
+    # (populations), greedy q-LogEI over fantasies: measured level or ahead at 16, far ahead at 64 on Hartmann-6
+    # (see batch.BySize).
     batch=bt.BySize(),
 )
 """Fields of :meth:`BayesianSearch.recommended`: ``BayesianSearch.init(space, n_max, **RECOMMENDED)``."""
