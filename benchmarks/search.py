@@ -367,7 +367,7 @@ def parse_args(argv=None):
     p.add_argument("--gp-seeds", type=int, default=None,
                    help="Optuna's GPSampler (the slowest method by far) runs only the first GP_SEEDS seeds")
     p.add_argument("--probe-observations", type=int, default=PROBE_OBSERVATIONS)
-    p.add_argument("--probe-suggestions", type=int, default=15)
+    p.add_argument("--probe-suggestions", type=int, default=30)
     p.add_argument("--no-probe", action="store_true")
     p.add_argument("--quick", action="store_true",
                    help="smoke run: 2 seeds, budget 16, branin and svm, batches of 1 and 4; writes "
@@ -427,9 +427,9 @@ def merge(earlier: dict, raw: dict, earlier_preset_name: str | None = None) -> d
               "kinds": {**earlier["kinds"], **raw["kinds"]}, "optima": {**earlier["optima"], **raw["optima"]},
               "batch_sizes": sorted(set(earlier.get("batch_sizes", [])) | set(raw["batch_sizes"])),
               "strategies": list(dict.fromkeys(earlier.get("strategies", []) + raw["strategies"])),
-              "seeds": max(earlier["seeds"], raw["seeds"]), "gp_seeds": raw.get("gp_seeds") or earlier.get("gp_seeds"),
+              # The earlier run's seed count describes most rows; each row's own count is in its table.
+              "seeds": earlier["seeds"], "gp_seeds": raw.get("gp_seeds") or earlier.get("gp_seeds"),
               "extended": {**earlier.get("extended", {}), **raw.get("extended", {})}}
-    kept = []
     for pname in dict.fromkeys(list(earlier["runs"]) + list(raw["runs"])):
         rows = {}
         for mname, seeds in earlier["runs"].get(pname, {}).items():
@@ -437,22 +437,22 @@ def merge(earlier: dict, raw: dict, earlier_preset_name: str | None = None) -> d
                 mname = f"hx-{earlier_preset_name}-x{mname.rsplit('-x', 1)[1]}"
             if mname not in raw["runs"].get(pname, {}):
                 rows[mname] = seeds
-                kept.append(f"{pname} {mname}")
         rows.update(raw["runs"].get(pname, {}))
         merged["runs"][pname] = rows
-    if "probe" not in raw and "probe" in earlier:
+    rerun = [f"{p}: {', '.join(r)}" for p, r in raw["runs"].items()]
+    if "probe" in raw:
+        rerun.append("the cost probe")
+    elif "probe" in earlier:
         merged["probe"] = earlier["probe"]
-        kept.append("the cost probe")
     merged["command"] = raw["command"] + "` ; earlier rows: `" + earlier["command"]
     renamed = (f" The earlier preset's batched rows (its batch strategy was {earlier_preset_name}) are named "
                f"hx-{earlier_preset_name}-x{{q}}." if earlier_preset_name else "")
     merged["notes"] = [
-        f"This report merges two sets of runs. Rerun now (the machine line above; load average "
+        f"`{raw['command']}` reran, at {raw['machine'].get('git_commit') or 'this commit'} (load average "
         f"{raw['load_average']['start'][0]:.1f} / {raw['load_average']['end'][0]:.1f} at start / end, "
-        f"{raw['wall_seconds'] / 60:.0f} min): " + "; ".join(f"{p}: {', '.join(r)}" for p, r in raw["runs"].items()) +
-        ". Every other row is an earlier figure, not rerun: " + ", ".join(kept) + "." + renamed +
-        " The earlier runs' commits and load are in the notes below.",
-    ] + [f"Earlier runs: {n}" for n in earlier.get("notes", [])]
+        f"{raw['wall_seconds'] / 60:.0f} min): " + "; ".join(rerun) + ". Every other row is an earlier figure, "
+        "not rerun; the earlier runs' commits and load are in the notes below." + renamed,
+    ] + [n if n.startswith("Earlier runs: ") else f"Earlier runs: {n}" for n in earlier.get("notes", [])]
     merged["json"] = raw["json"]
     merged.pop("wall_seconds", None)
     merged.pop("load_average", None)
@@ -554,7 +554,8 @@ def main(argv=None) -> dict:
                 extra = pick([m for m in TARGET_METHODS if m in raw["runs"][problem.name]])
                 print(f"{problem.name}: median of {', '.join(moving)} moves between blocks of seeds; "
                       f"{args.extend_to} seeds for {', '.join(extra)}", flush=True)
-                raw["extended"][problem.name] = {"rows": moving, "methods": extra, "seeds": args.extend_to}
+                raw["extended"][problem.name] = {"rows": moving, "methods": extra, "seeds": args.extend_to,
+                                                 "first": args.seeds}
                 _run_seeds(problem, all_methods, extra, range(args.seeds, args.extend_to), raw, start)
         out_partial.write_text(json.dumps(raw, default=float))  # progress, in case the run is cut short
     if not args.no_probe:

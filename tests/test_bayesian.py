@@ -449,20 +449,40 @@ def _reference_fit(steps, center_start):
                                                                     center_start=center_start).gp)
 
 
-@pytest.mark.parametrize("n_before, n_after, fresh", [(12, 15, False), (15, 16, True), (14, 18, True), (16, 17, False)])
-def test_lbfgs_schedule_refines_or_refits_from_the_center(key, n_before, n_after, fresh):
-    # A fit from the prior's center too when the successful count reaches a power of
-    # two; otherwise at most 3 L-BFGS steps from the previous fit. Reference: gp.fit_hyperparameters.
+def test_warm_fits_run_each_time_the_observations_grow_by_3_percent():
+    from hyperoptax.bayesian import _growth_grid
+
+    grid = set(_growth_grid(120, 1.03).tolist())
+    assert set(range(1, 39)) <= grid  # every new observation below 39
+    # ceil(1.03^k) for k = 153..159 is 93, 95, 98, 101, 104, 107, 110: every third observation around 100
+    assert sorted(g for g in grid if 90 < g <= 110) == [93, 95, 98, 101, 104, 107, 110]
+
+
+# Rows written before and after the update; row 40 is a failed trial.
+@pytest.mark.parametrize("written_before, written_after, fit", [
+    (12, 15, "warm"), (15, 16, "full"), (14, 18, "full"), (16, 17, "warm"),
+    (38, 39, "none"), (39, 40, "warm"), (40, 41, "none"), (45, 46, "none"), (44, 46, "warm"),
+])
+def test_lbfgs_schedule_refines_or_refits_from_the_center(key, written_before, written_after, fit):
+    # A fit from the prior's center too when the successful count reaches a power of two; otherwise at
+    # most 3 L-BFGS steps from the previous fit, once the count has grown by 3% (every count below 39,
+    # then 40, 41, 42, 43, 44, 46, ...); no fit when it has not (38 -> 39 successes; 44 -> 45; 40 -> 40,
+    # where only a failure came).
+    # Reference: gp.fit_hyperparameters.
     from hyperoptax import gp
     from hyperoptax import spaces as sp
 
     opt = LBFGS_OPT
-    state, _ = hx.BayesianSearch.init(SPACE, n_max=24, **{**OPT, "n_parallel": 1})
-    X = jax.random.uniform(key, (24, 2), minval=-2.0, maxval=2.0)
+    state, _ = hx.BayesianSearch.init(SPACE, n_max=48, **{**OPT, "n_parallel": 1})
+    X = jax.random.uniform(key, (48, 2), minval=-2.0, maxval=2.0)
     y = jax.vmap(lambda x: quadratic(None, {"x": x[0], "y": x[1]}))(X)
-    state = state.replace(X=X, y=y, mask=jnp.arange(24) < n_after, log_length_scale=jnp.full(2, 2.0))
-    previous = state.replace(mask=jnp.arange(24) < n_before)  # the state before the batch was recorded
+    y = jnp.where(jnp.arange(48) == 40, jnp.nan, y)
+    state = state.replace(X=X, y=y, mask=jnp.arange(48) < written_after, log_length_scale=jnp.full(2, 2.0))
+    previous = state.replace(mask=jnp.arange(48) < written_before)  # the state before the batch was recorded
     learned = _learn_lbfgs()(state, key, previous)
+    if fit == "none":
+        assert all(np.array_equal(a, b) for a, b in zip(learned.gp_params, state.gp_params))
+        return
     valid = state.succeeded
     U = sp.encode_rows(SPACE, state.X, valid)
     model = gp.GPModel(opt.kernel, opt.prior, opt.jitter, output_warping=opt.output_warping)
@@ -475,11 +495,13 @@ def test_lbfgs_schedule_refines_or_refits_from_the_center(key, n_before, n_after
         p = gp.ModelParams(p)
         return float(model.objective(p, U, model.targets(p, y, valid)[0], valid)) / float(valid.sum())
 
-    expected, other = (reference(30, True), reference(3, False)) if fresh else (reference(3, False), reference(30, True))
+    full, warm = reference(30, True), reference(3, False)
+    expected, other = (full, warm) if fit == "full" else (warm, full)
     # Compared by what a fit is judged on, the objective, and the length scales to a few percent: the fit
     # inside _learn is compiled in another program than the reference, and a converged L-BFGS fit may end
     # anywhere along the posterior's flat directions (the noise at its floor) on another CPU. The two
     # schedules end far apart (objectives differ by orders of magnitude here), so this tells them apart.
     assert objective(learned.gp_params) == pytest.approx(objective(expected), rel=1e-3, abs=1e-3)
     assert abs(objective(expected) - objective(other)) > 0.1
+    assert abs(objective(learned.gp_params) - objective(state.gp_params)) > 0.1  # and it did fit
     np.testing.assert_allclose(learned.log_length_scale, expected.log_length_scale, atol=0.05)

@@ -17,6 +17,7 @@ import functools
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 from hyperoptax import acqopt, gp
 from hyperoptax import acquisition as acq
@@ -34,6 +35,14 @@ _LOCAL_FRACTION = 0.25
 _N_CENTERS = 5
 # With hparam_optimizer="lbfgs", the most L-BFGS steps refining the previous fit.
 _WARM_FIT_STEPS = 3
+# ... and by how much the successful observations grow between two warm fits.
+_WARM_FIT_GROWTH = 1.03
+
+
+def _growth_grid(n_max: int, growth: float) -> np.ndarray:
+    """The counts ``ceil(growth ** k)`` up to ``n_max``, without repeats: where warm fits run."""
+    n_points = int(np.ceil(np.log(max(n_max, 2)) / np.log(growth))) + 1
+    return np.unique(np.ceil(growth ** np.arange(n_points)).astype(np.int64))
 
 
 @jax.tree_util.register_dataclass
@@ -113,8 +122,10 @@ class BayesianSearch(Optimizer):
         hallucination: Kriging Believer strategy for the parallel slots.
         prior: priors of the GP hyperparameter fit.
         hparam_optimizer: ``"adam"`` (the documented behaviour) or ``"lbfgs"``
-            (the preset's choice, 10x cheaper): each update refines the previous
-            fit by at most 3 L-BFGS iterations; when the number of successful
+            (the preset's choice, 10x cheaper): an update refines the previous
+            fit by at most 3 L-BFGS iterations each time the successful
+            observations have grown by 3% (after every new one below 39; at 100
+            observations after every third); when the number of successful
             observations reaches a power of two (8, 16, 32, ...) a full fit (at
             most ``n_hparam_steps`` iterations, stopping once converged) starts
             from the previous fit and from the prior's center.
@@ -251,24 +262,29 @@ class BayesianSearch(Optimizer):
                 method=self.hparam_optimizer, center_start=center_start,
             ).gp
 
+        shapes = jax.eval_shape(lambda: fit(True))
+        unchanged = lambda: jax.tree.map(lambda o, a: jnp.broadcast_to(jnp.asarray(a, o.dtype), o.shape),
+                                         shapes, state.gp_params)
         if self.hparam_optimizer == "adam":
-            fitted = lambda: fit(True)
+            branches, choice = [unchanged, lambda: fit(True)], 1
         else:
             # One new observation moves the optimum a little: a few L-BFGS steps
             # from the previous fit follow it (and keep improving it update after
-            # update). A full fit that also starts at the prior's center escapes
-            # a stale optimum; it costs 10-20x more, so it runs when the number
-            # of successful observations reaches a power of two (8, 16, 32, ...):
-            # often while the data are few and the fit moves most.
-            powers = 2 ** jnp.arange(31)
-            fresh = jnp.any((previous.succeeded.sum() < powers) & (powers <= valid.sum()))
+            # update), each time the successful observations have grown by 3%
+            # (every one below 39; at 100 observations every third: the fit is
+            # most of an update's cost, and one observation in a hundred hardly
+            # moves it). A full fit that also starts at the prior's center
+            # escapes a stale optimum; it costs 10-20x more, so it runs when the
+            # number of successful observations reaches a power of two (8, 16,
+            # 32, ...): often while the data are few and the fit moves most.
+            n_before, n_now = previous.succeeded.sum(), valid.sum()
+            crossed = lambda counts: jnp.any((n_before < counts) & (counts <= n_now))
+            warm = crossed(jnp.asarray(_growth_grid(state.mask.shape[0], _WARM_FIT_GROWTH)))
             n_warm = min(self.n_hparam_steps, _WARM_FIT_STEPS)
-            fitted = lambda: jax.lax.cond(fresh, lambda: fit(True), lambda: fit(False, n_warm))
+            branches = [unchanged, lambda: fit(False, n_warm), lambda: fit(True)]
+            choice = jnp.where(crossed(2 ** jnp.arange(31)), 2, jnp.where(warm, 1, 0))
         # One observation says nothing about length scales: the fit waits for a second.
-        shapes = jax.eval_shape(fitted)
-        unchanged = lambda: jax.tree.map(lambda o, a: jnp.broadcast_to(jnp.asarray(a, o.dtype), o.shape),
-                                         shapes, state.gp_params)
-        params = jax.lax.cond(valid.sum() >= 2, fitted, unchanged)
+        params = jax.lax.switch(jnp.where(valid.sum() >= 2, choice, 0), branches)
         return state.replace(
             log_length_scale=params.log_length_scale,
             log_amplitude=params.log_amplitude,
