@@ -435,8 +435,8 @@ def merge(earlier: dict, raw: dict, earlier_preset_name: str | None = None) -> d
         for mname, seeds in earlier["runs"].get(pname, {}).items():
             if earlier_preset_name and mname.startswith("hx-preset-x"):
                 mname = f"hx-{earlier_preset_name}-x{mname.rsplit('-x', 1)[1]}"
-            if mname not in raw["runs"].get(pname, {}):
-                rows[mname] = seeds
+            # A rerun row takes the earlier one's place: the report lists rows in this order.
+            rows[mname] = raw["runs"].get(pname, {}).get(mname, seeds)
         rows.update(raw["runs"].get(pname, {}))
         merged["runs"][pname] = rows
     rerun = [f"{p}: {', '.join(r)}" for p, r in raw["runs"].items()]
