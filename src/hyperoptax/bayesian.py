@@ -61,9 +61,9 @@ class BayesianSearchState(OptimizerState):
         log_length_scale: per-dimension ARD length scales in log space, shape
             ``(n_dims,)`` -- one per unit-cube coordinate, which is ``n_params``
             unless the space has string categories (one-hot: one per category).
-            Fitted after every update (MAP, :func:`hyperoptax.gp.fit_hyperparameters`)
-            by Adam, or by L-BFGS with ``hparam_optimizer="lbfgs"`` (the
-            recommended preset's choice).
+            Fitted (MAP, :func:`hyperoptax.gp.fit_hyperparameters`) by Adam
+            after every update, or by L-BFGS on the schedule of
+            ``hparam_optimizer="lbfgs"`` (the recommended preset's choice).
         log_amplitude, log_noise, mean: the other fitted GP hyperparameters
             (signal variance, noise variance above the floor, constant mean), in
             standardized target units.
@@ -98,8 +98,8 @@ class BayesianSearch(Optimizer):
     Uses a GP (Matérn 0.5 kernel by default) on the unit-cube encoding of the
     space with standardized targets, and selects each batch by maximising an
     acquisition function (PI by default). ARD length scales, amplitude, noise and
-    constant mean are tuned with Adam (MAP; or L-BFGS, see ``hparam_optimizer``)
-    after each update. Parallel batches come from the Kriging Believer with the
+    constant mean are tuned with Adam (MAP) after each update (or with L-BFGS as
+    the data grow, see ``hparam_optimizer``). Parallel batches come from the Kriging Believer with the
     ``hallucination`` strategy (another ``batch`` strategy can be chosen).
 
     For the strongest search use :meth:`recommended` (Matérn-5/2 + LogEI).
