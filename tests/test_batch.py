@@ -120,6 +120,33 @@ def test_thompson_draws_follow_the_mean_when_the_posterior_is_certain(key):
     assert float(mean[chosen]) >= float(jnp.max(mean)) - 12 * float(jnp.max(std)), (mean[chosen], jnp.max(mean))
 
 
+def test_thompson_draw_scale_scales_the_draws_deviations_from_the_mean(key):
+    problem = _problem(jax.random.key(2))
+    cand = jax.random.uniform(jax.random.key(3), (64, 2))
+    mean, std = gp.predict(KERNEL, problem.posterior, cand)
+    plain = bt._joint_draws(problem, problem.posterior, cand, key)
+    half = bt._joint_draws(problem, problem.posterior, cand, key, 0.5)
+    # Same noise, half the deviation: (half - mean) = (plain - mean) / 2, up to float32 rounding of the mean.
+    np.testing.assert_allclose(half - mean, 0.5 * (plain - mean), atol=1e-4 * float(jnp.max(std)) + 1e-5)
+    assert float(jnp.max(jnp.abs(plain - mean))) > 0.1 * float(jnp.max(std))  # the draws do deviate
+
+    # A tiny scale leaves draws that all rank the candidates as the mean does: the draw slots take the best
+    # means (slot 0 the best), where plain draws pick a candidate well below it.
+    def first_draw(strategy):
+        batch = jax.jit(lambda k: strategy.propose(problem, k))(key)
+        C = problem.candidates(jax.random.split(key, 5)[1], problem.posterior)
+        m, s = gp.predict(KERNEL, problem.posterior, C)
+        return float(m[int(jnp.argmin(jnp.sum((C - batch[0]) ** 2, axis=1)))]), float(jnp.max(m)), float(jnp.max(s))
+
+    chosen, best, spread = first_draw(hx.Thompson(draw_scale=1e-4))
+    assert chosen >= best - 1e-3 * spread, (chosen, best)
+    chosen, best, spread = first_draw(hx.Thompson())
+    assert chosen < best - 1e-2 * spread, (chosen, best)
+    for bad in (0.0, -1.0, float("inf"), float("nan")):
+        with pytest.raises(ConfigurationError, match="draw_scale"):
+            hx.Thompson(draw_scale=bad)
+
+
 def test_thompson_greedy_first_slot_is_the_acquisition_maximizer(key):
     # On a fixed grid of candidates the first slot is the grid point of highest LogEI (the sequential
     # choice), whatever the key; the draws fill the other slots from the same grid.
