@@ -77,6 +77,7 @@ STRATEGIES = {
     "thompson-tempered": lambda: hyperoptax.Thompson(greedy_first=True, exploit=True, draw_scale=0.5),
 }
 PROBE_OBSERVATIONS = 100
+DEFAULT_TITLE = "Search: sample efficiency, batches, mixed spaces and seconds per suggestion"
 
 
 # --------------------------------------------------------------------------------------------------
@@ -377,8 +378,8 @@ def parse_args(argv=None):
     p.add_argument("--json", default=None, help="raw results path (default benchmarks/results/search.json)")
     p.add_argument("--no-write-md", action="store_true", help="do not touch benchmarks/RESULTS.md")
     p.add_argument("--section", default="search", help="the RESULTS.md section this run rewrites")
-    p.add_argument("--title", default="Search: sample efficiency, batches, mixed spaces and seconds per suggestion",
-                   help="the section's heading")
+    p.add_argument("--title", default=None,
+                   help=f"the section's heading (default for a run: '{DEFAULT_TITLE}'; with --render: the run's own)")
     p.add_argument("--render", metavar="JSON", default=None,
                    help="only rebuild the report (stdout and RESULTS.md) from an earlier run's raw JSON; several "
                         "comma-separated runs (made side by side on other problems) are combined into --json")
@@ -499,7 +500,9 @@ def main(argv=None) -> dict:
         raw = raws[0] if len(raws) == 1 else combine(raws, os.path.relpath(args.json, HERE.parent))
         if args.note:
             raw["notes"] = raw.get("notes", []) + args.note
-        if args.note or len(raws) > 1:
+        if args.title:
+            raw["title"] = args.title
+        if args.note or args.title or len(raws) > 1:
             Path(args.json if len(raws) > 1 else paths[0]).write_text(json.dumps(raw, indent=1, default=float))
         raw["summary"] = search_report.summarize(raw)
         text = search_report.render(raw, raw["summary"])
@@ -528,7 +531,7 @@ def main(argv=None) -> dict:
                                                " " + " ".join(argv if argv is not None else sys.argv[1:]))
     raw = {
         "command": command,
-        "title": args.title,
+        "title": args.title or DEFAULT_TITLE,
         "seeds": args.seeds,
         "gp_seeds": args.gp_seeds,
         "budgets": {p.name: p.budget for p in problems},
