@@ -150,11 +150,17 @@ def targets(raw: dict, summary: dict) -> dict:
         p: _median(r, "hx-default") < _median(r, "random") for p, r in hpo.items() if "random" in r and "hx-default" in r}
     probe = raw.get("probe")
     if probe:
-        # Means: hyperoptax refits its GP every few observations, so a run pays the mean, not the median.
-        gp_cost = float(np.mean(probe["optuna-gp"]["suggestion"]))
-        t["probe_ratio_vs_gp"] = {k: float(np.mean(probe[k]["suggestion"])) / gp_cost
-                                  for k in ("hx-default", "hx-preset")}
+        gp_cost = _suggestion_cost(probe, "optuna-gp")
+        t["probe_ratio_vs_gp"] = {k: _suggestion_cost(probe, k) / gp_cost for k in ("hx-default", "hx-preset")}
     return t
+
+
+def _suggestion_cost(probe: dict, name: str) -> float:
+    """Mean seconds per suggestion of one method of the cost probe.
+
+    The mean, not the median: hyperoptax refits its GP every few observations, and a run pays every refit.
+    """
+    return float(np.mean(probe[name]["suggestion"]))
 
 
 def _row_table(raw, pname, rows) -> list[str]:
@@ -249,7 +255,7 @@ def _probe_table(raw) -> list[str]:
     probe = raw.get("probe")
     if not probe:
         return []
-    gp_cost = float(np.mean(probe["optuna-gp"]["suggestion"]))
+    gp_cost = _suggestion_cost(probe, "optuna-gp")
     lines = [
         f"### Cost of one suggestion at {probe['observations']} observations ({probe['function']})",
         "",
@@ -269,7 +275,7 @@ def _probe_table(raw) -> list[str]:
         if name not in probe:
             continue
         p = probe[name]
-        cost = float(np.mean(p["suggestion"]))
+        cost = _suggestion_cost(probe, name)
         median, q25, q75 = quartiles(p["suggestion"])
         get = f"{np.median(p['get_next_params']) * 1e3:.1f} ms" if p["get_next_params"] else ""
         lines.append(f"| {name} | {get} | {cost * 1e3:.1f} ms | {cost / gp_cost:.3f} | {median * 1e3:.1f} ms | "

@@ -99,8 +99,9 @@ class BayesianSearch(Optimizer):
     space with standardized targets, and selects each batch by maximising an
     acquisition function (PI by default). ARD length scales, amplitude, noise and
     constant mean are tuned with Adam (MAP) after each update (or with L-BFGS as
-    the data grow, see ``hparam_optimizer``). Parallel batches come from the Kriging Believer with the
-    ``hallucination`` strategy (another ``batch`` strategy can be chosen).
+    the data grow, see ``hparam_optimizer``). Parallel batches come from the
+    Kriging Believer with the ``hallucination`` strategy (another ``batch``
+    strategy can be chosen).
 
     For the strongest search use :meth:`recommended` (Matérn-5/2 + LogEI).
 
