@@ -71,6 +71,8 @@ STRATEGIES = {
     "thompson": lambda: hyperoptax.Thompson(),
     "thompson-greedy": lambda: hyperoptax.Thompson(greedy_first=True),
     "thompson-exploit": lambda: hyperoptax.Thompson(greedy_first=True, exploit=True),  # slot 2 after 10 obs/dim
+    # The preset's below 16 since greedy_slots: ceil(sqrt(q)) searched q-LogEI slots, then the mean's, then draws.
+    "thompson-exploit-sqrt": lambda: hyperoptax.Thompson(greedy_first=True, greedy_slots="sqrt", exploit=True),
     "thompson-exploit-always": lambda: hyperoptax.Thompson(greedy_first=True, exploit=True, exploit_after=0),
     "penalize": lambda: hyperoptax.LocalPenalization(),
     # The preset's small batches with draws half as far from the posterior mean.

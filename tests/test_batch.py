@@ -53,6 +53,7 @@ def _problem(key, pending=None, acquisition=hx.LogEI(), n_parallel=P, params=PAR
 
 STRATEGIES = [hx.KrigingBeliever(), hx.Fantasies(n_samples=8), hx.UCBPE(), hx.Thompson(), hx.Thompson(greedy_first=True),
               hx.Thompson(greedy_first=True, exploit=True, exploit_after=0), hx.Thompson(exploit=True, exploit_after=0),
+              hx.Thompson(greedy_first=True, greedy_slots="sqrt", exploit=True, exploit_after=0),
               hx.LocalPenalization(), hx.BySize(threshold=P)]
 
 
@@ -160,6 +161,43 @@ def test_thompson_greedy_first_slot_is_the_acquisition_maximizer(key):
         mean, std = gp.predict(KERNEL, problem.posterior, grid)
         np.testing.assert_array_equal(batch[0], grid[jnp.argmax(hx.LogEI()(mean, std, problem.y_best))])
         assert all(bool(jnp.any(jnp.all(grid == u, axis=1))) for u in batch[1:])
+
+
+def test_thompson_greedy_slots_add_q_logei_slots_after_the_first(key):
+    # "sqrt": ceil(sqrt(q)) searched slots, never more than the batch; without greedy_first none.
+    sqrt = hx.Thompson(greedy_first=True, greedy_slots="sqrt", exploit=True, exploit_after=0)
+    assert [sqrt.n_greedy(q) for q in (1, 2, 4, 5, 8, 9, 15, 16)] == [1, 2, 2, 3, 3, 3, 4, 4]
+    assert hx.Thompson(greedy_first=True, greedy_slots=3).n_greedy(2) == 2
+    assert hx.Thompson(greedy_slots=3).n_greedy(8) == 0
+    grid = jnp.stack(jnp.meshgrid(jnp.linspace(0, 1, 9), jnp.linspace(0, 1, 9)), -1).reshape(-1, 2)
+
+    def on_grid(n_parallel, **fields):
+        return dataclasses.replace(_problem(jax.random.key(3), n_parallel=n_parallel, **fields),
+                                   candidates=lambda k, post: grid,
+                                   find=lambda score, k, post: acqopt.maximize(score, grid, 0, 0, lambda V: V))
+
+    one = hx.Thompson(greedy_first=True, exploit=True, exploit_after=0)
+    for fields in ({}, {"pending": jnp.array([[0.3, 0.6]])}):
+        # One slot: exactly the sequential step of one greedy slot (the preset's sequential search is unchanged).
+        problem = on_grid(1, **fields)
+        np.testing.assert_array_equal(jax.jit(lambda k: sqrt.propose(problem, k))(key),
+                                      jax.jit(lambda k: one.propose(problem, k))(key))
+        # Four slots: the acquisition's maximizer, then q-LogEI's (Fantasies' choice with the first slot
+        # pending), then the mean's maximizer away from both, then a draw; all distinct grid points.
+        problem = on_grid(4, **fields)
+        batch = jax.jit(lambda k: sqrt.propose(problem, k))(key)
+        np.testing.assert_array_equal(batch[0], jax.jit(lambda k: one.propose(problem, k))(key)[0])
+        second = hx.Fantasies().propose(dataclasses.replace(problem.after(batch[:1]), n_parallel=1),
+                                        jax.random.fold_in(key, 2))
+        np.testing.assert_array_equal(batch[1], second[0])
+        mean, _ = gp.predict(KERNEL, problem.posterior, grid)
+        taken = jnp.any(jnp.all(grid[:, None] == batch[None, :2], axis=-1), axis=1)
+        np.testing.assert_array_equal(batch[2], grid[jnp.argmax(jnp.where(taken, -jnp.inf, mean))])
+        assert len({tuple(np.asarray(u).tolist()) for u in batch}) == 4
+        assert all(bool(jnp.any(jnp.all(grid == u, axis=1))) for u in batch)
+    for bad in (0, -2, "half", 1.5):
+        with pytest.raises(ConfigurationError, match="greedy_slots"):
+            hx.Thompson(greedy_first=True, greedy_slots=bad)
 
 
 def test_thompson_exploit_slot_is_the_posterior_mean_maximizer(key):
@@ -322,7 +360,7 @@ def test_preset_fills_batches_of_64_and_compiles_once(key):
     space = {"x": hx.LinearSpace(-2.0, 2.0), "y": hx.LinearSpace(-2.0, 2.0)}
     small = dict(n_candidates=96, n_restarts=1, n_lbfgs_steps=3, n_hparam_steps=5)
     state, opt = hx.BayesianSearch.init(space, n_max=192, **{**hx.RECOMMENDED, **small}, n_parallel=64)
-    assert opt.batch == hx.BySize(hx.Thompson(greedy_first=True, exploit=True), hx.Fantasies(), threshold=16)
+    assert opt.batch == hx.BySize(hx.Thompson(greedy_first=True, greedy_slots="sqrt", exploit=True), hx.Fantasies(), threshold=16)
     loss = lambda k, p: (p["x"] - 0.5) ** 2 + (p["y"] + 0.3) ** 2
     state, _ = opt.optimize(state, key, loss, n_iterations=2)
     before = base.compile_count()

@@ -85,7 +85,7 @@ def test_recommended_preset():
     assert hx.BayesianSearch.recommended(n_parallel=2).acquisition == opt.acquisition
     assert hx.BayesianSearch(**hx.RECOMMENDED) == opt
     assert opt.hparam_optimizer == "lbfgs" and hx.BayesianSearch().hparam_optimizer == "adam"
-    assert opt.batch == hx.BySize(hx.Thompson(greedy_first=True, exploit=True), hx.Fantasies(), threshold=16)
+    assert opt.batch == hx.BySize(hx.Thompson(greedy_first=True, greedy_slots="sqrt", exploit=True), hx.Fantasies(), threshold=16)
     assert hx.BayesianSearch().batch == hx.KrigingBeliever()
 
 

@@ -137,7 +137,8 @@ class BayesianSearch(Optimizer):
             :class:`~hyperoptax.batch.KrigingBeliever` (the documented
             behaviour), :class:`~hyperoptax.batch.Fantasies` (greedy q-LogEI),
             :class:`~hyperoptax.batch.UCBPE`, :class:`~hyperoptax.batch.Thompson`
-            (the preset: ``Thompson(greedy_first=True, exploit=True)``) or
+            (the preset below 16 points: ``Thompson(greedy_first=True,
+            greedy_slots="sqrt", exploit=True)``) or
             :class:`~hyperoptax.batch.LocalPenalization`.
         pi_relative: PI and LogPI ask for an improvement of at least this
             fraction of the incumbent's lead over the average standardized
@@ -412,8 +413,9 @@ RECOMMENDED = dict(
     prior=gp.SHORT_PRIOR,
     n_initial_points=8,
     # Below 16 points, measured best at batches of 4 and 8 (benchmarks/RESULTS.md): the acquisition's
-    # maximizer, the posterior mean's (once the model has 10 observations per dimension), then parallel
-    # Thompson draws; with one point per batch it is the sequential acquisition search. From 16 points
+    # maximizer and ceil(sqrt(q)) - 1 more q-LogEI slots, the posterior mean's maximizer (once the model has
+    # 10 observations per dimension), then parallel Thompson draws; with one point per batch it is the
+    # sequential acquisition search. From 16 points
     # (populations), greedy q-LogEI over fantasies: measured level or ahead at 16, far ahead at 64 on Hartmann-6
     # (see batch.BySize).
     batch=bt.BySize(),
