@@ -394,6 +394,8 @@ def parse_args(argv=None):
                    help="with --merge, when the preset's batch strategy changed since the earlier run: the name "
                         "(from --strategies) of the earlier preset's strategy; its batched rows are renamed "
                         "hx-NAME-x{q} (the sequential preset is the same search)")
+    p.add_argument("--earlier-preset-sizes", default=None,
+                   help="with --earlier-preset-name: only the batch sizes whose preset strategy changed (default: all)")
     args = p.parse_args(argv)
     if args.quick:
         args.seeds, args.extend_to = min(args.seeds, 2), 0
@@ -426,7 +428,7 @@ def _run_seeds(problem: Problem, all_methods: dict, names, seeds, raw, start, gp
               flush=True)
 
 
-def merge(earlier: dict, raw: dict, earlier_preset_name: str | None = None) -> dict:
+def merge(earlier: dict, raw: dict, earlier_preset_name: str | None = None, renamed_sizes=None) -> dict:
     """``raw`` reported with ``earlier``'s rows that it did not rerun (see ``--merge``)."""
     merged = {**raw, "runs": {}, "budgets": {**earlier["budgets"], **raw["budgets"]},
               "kinds": {**earlier["kinds"], **raw["kinds"]}, "optima": {**earlier["optima"], **raw["optima"]},
@@ -438,8 +440,10 @@ def merge(earlier: dict, raw: dict, earlier_preset_name: str | None = None) -> d
     for pname in dict.fromkeys(list(earlier["runs"]) + list(raw["runs"])):
         rows = {}
         for mname, seeds in earlier["runs"].get(pname, {}).items():
-            if earlier_preset_name and mname.startswith("hx-preset-x"):
-                mname = f"hx-{earlier_preset_name}-x{mname.rsplit('-x', 1)[1]}"
+            q = mname.rsplit("-x", 1)[-1]
+            if earlier_preset_name and mname.startswith("hx-preset-x") and (renamed_sizes is None or
+                                                                               int(q) in renamed_sizes):
+                mname = f"hx-{earlier_preset_name}-x{q}"
             # A rerun row takes the earlier one's place: the report lists rows in this order.
             rows[mname] = raw["runs"].get(pname, {}).get(mname, seeds)
         rows.update(raw["runs"].get(pname, {}))
@@ -450,7 +454,8 @@ def merge(earlier: dict, raw: dict, earlier_preset_name: str | None = None) -> d
     elif "probe" in earlier:
         merged["probe"] = earlier["probe"]
     merged["command"] = raw["command"] + "` ; earlier rows: `" + earlier["command"]
-    renamed = (f" The earlier preset's batched rows (its batch strategy was {earlier_preset_name}) are named "
+    sizes = "" if renamed_sizes is None else f" at q = {', '.join(map(str, renamed_sizes))}"
+    renamed = (f" The earlier preset's batched rows{sizes} (its batch strategy was {earlier_preset_name}) are named "
                f"hx-{earlier_preset_name}-x{{q}}." if earlier_preset_name else "")
     merged["notes"] = [
         f"`{raw['command']}` reran, at {raw['machine'].get('git_commit') or 'this commit'} (load average "
@@ -572,7 +577,8 @@ def main(argv=None) -> dict:
     raw["load_average"] = {"start": load_at_start, "end": os.getloadavg()}
 
     if args.merge:
-        raw = merge(json.loads(Path(args.merge).read_text()), raw, args.earlier_preset_name)
+        sizes = [int(q) for q in args.earlier_preset_sizes.split(",") if q] if args.earlier_preset_sizes else None
+        raw = merge(json.loads(Path(args.merge).read_text()), raw, args.earlier_preset_name, sizes)
     raw["notes"] = raw.get("notes", []) + args.note
     summary = search_report.summarize(raw)
     raw["summary"] = summary
