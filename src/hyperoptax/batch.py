@@ -348,7 +348,7 @@ class Thompson(BatchStrategy):
     points. Measured in ``benchmarks/RESULTS.md`` (100 seeds, ``"sqrt"`` against
     one greedy slot, both with ``exploit``): lower regret on all four test
     functions at 4 and 8 but Hartmann-3 at 4 (level), most on Levy-4 and
-    Hartmann-6 (per-seed geometric mean ratios 0.53-0.67, Wilcoxon p <= 0.06).
+    Hartmann-6 (per-seed geometric mean ratios 0.53-0.67, Wilcoxon p = 0.002-0.063).
 
     ``exploit``: the next slot is the maximizer of the posterior mean (the same
     search, L-BFGS included), the point the model believes best. A draw's best
