@@ -187,8 +187,7 @@ def test_thompson_greedy_slots_add_q_logei_slots_after_the_first(key):
         problem = on_grid(4, **fields)
         batch = jax.jit(lambda k: sqrt.propose(problem, k))(key)
         np.testing.assert_array_equal(batch[0], jax.jit(lambda k: one.propose(problem, k))(key)[0])
-        second = hx.Fantasies().propose(dataclasses.replace(problem.after(batch[:1]), n_parallel=1),
-                                        jax.random.fold_in(key, 2))
+        second = jax.jit(lambda k: hx.Fantasies().propose(problem.after(batch[:1], 1), jax.random.fold_in(k, 2)))(key)
         np.testing.assert_array_equal(batch[1], second[0])
         mean, _ = gp.predict(KERNEL, problem.posterior, grid)
         taken = jnp.any(jnp.all(grid[:, None] == batch[None, :2], axis=-1), axis=1)

@@ -113,14 +113,17 @@ class BatchProblem:
         valid = jnp.concatenate([self.pending_valid, jnp.zeros(self.n_parallel, bool)])
         return points, valid
 
-    def after(self, points):
-        """The problem of the slots left once the batch's first points ``(k, D)`` are chosen: they are pending."""
+    def after(self, points, n_parallel=None):
+        """The problem of the next slots once the batch's first points ``(k, D)`` are chosen: they are pending.
+
+        ``n_parallel``: how many slots it fills (default: all that are left).
+        """
         k = points.shape[0]
         return dataclasses.replace(
             self,
             pending=jnp.concatenate([self.pending, points]),
             pending_valid=jnp.concatenate([self.pending_valid, jnp.ones(k, bool)]),
-            n_parallel=self.n_parallel - k,
+            n_parallel=self.n_parallel - k if n_parallel is None else n_parallel,
         )
 
     def keep(self, avoid, j, u):
@@ -427,8 +430,7 @@ class Thompson(BatchStrategy):
             avoid, searched = problem.keep(avoid, 0, u), [u]
             n_more = self.n_greedy(problem.n_parallel) - 1
             if n_more:  # q-LogEI given the first slot and the pending points (Fantasies' slots)
-                more = Fantasies().propose(dataclasses.replace(problem.after(u[None]), n_parallel=n_more),
-                                           jax.random.fold_in(key, 2))
+                more = Fantasies().propose(problem.after(u[None], n_more), jax.random.fold_in(key, 2))
                 for j in range(n_more):
                     avoid = problem.keep(avoid, 1 + j, more[j])
                 searched += list(more)
@@ -474,7 +476,6 @@ class Thompson(BatchStrategy):
             enough = problem.first_free >= math.ceil(self.exploit_after * problem.pending.shape[1])
             rest = jax.lax.cond(enough, with_mean, without_mean)
         return rest if not searched else jnp.concatenate([jnp.stack(searched), rest])
-
 
     def n_greedy(self, n_parallel: int) -> int:
         """How many leading slots of a batch of ``n_parallel`` maximize the acquisition."""
@@ -554,10 +555,11 @@ class BySize(BatchStrategy):
     equal evaluations (``benchmarks/RESULTS.md``, 30 seeds, with one greedy
     slot): at 4 and 8 the Thompson batch was ahead of Fantasies on Branin and
     Hartmann-3 (and Hartmann-6 at 8), behind on Levy-4; at 16 Fantasies was
-    level or ahead on all four (Levy-4 0.73 against 1.41). With four batches of 64 Fantasies was 40x ahead on Hartmann-6 (20
-    seeds), level on Levy-4 and Hartmann-3, behind on Branin: a few rounds of many
-    points need every slot placed where the batch as a whole improves most,
-    which draws over one candidate set do not do.
+    level or ahead on all four (Levy-4 0.73 against 1.41). With four batches of
+    64 Fantasies was 40x ahead on Hartmann-6 (20 seeds), level on Levy-4 and
+    Hartmann-3, behind on Branin: a few rounds of many points need every slot
+    placed where the batch as a whole improves most, which draws over one
+    candidate set do not do.
     """
 
     small: BatchStrategy = Thompson(greedy_first=True, greedy_slots="sqrt", exploit=True)
